@@ -1,0 +1,193 @@
+"""Command line: flags in the Go exporters' style, signals, `--once` and `--demo`.
+
+Exit codes: 0 on a clean stop (SIGTERM, SIGINT) or a fully successful `--once`; 1 when `--once`
+saw a failing app or the server cannot start; 2 for a bad config or flag, with one line on
+stderr that names the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from exporter import __version__, logs
+from exporter.config import (
+    Account,
+    ApiConfig,
+    Config,
+    ConfigError,
+    PollConfig,
+    load_config,
+)
+from exporter.daemon import Daemon
+from exporter.server import WebSecurity
+
+if TYPE_CHECKING:
+    from exporter.simulator import Simulator
+
+log = logging.getLogger("exporter")
+
+DEFAULT_PORT = 10188
+DEMO_APPS = ("demo-sales", "demo-support", "demo-survey")
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="aivoice-exporter",
+        description="Prometheus exporter for the ITNIO AI-voice (outbound call robot) API.",
+    )
+    add = parser.add_argument
+    add("--config.file", dest="config_file", default="config.yaml", help="YAML config file.")
+    add(
+        "--web.listen-address",
+        dest="listen_address",
+        default=f":{DEFAULT_PORT}",
+        help=f"Address to listen on, HOST:PORT (default :{DEFAULT_PORT}).",
+    )
+    add("--web.telemetry-path", dest="telemetry_path", default="/metrics", help="Metrics path.")
+    add(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="Exporter-toolkit web config file (TLS, basic auth), as the Go exporters take.",
+    )
+    add(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="Enable POST /-/reload.",
+    )
+    add("--log.level", dest="log_level", choices=logs.LEVELS, default="info")
+    add("--log.format", dest="log_format", choices=logs.FORMATS, default="logfmt")
+    add("--once", action="store_true", help="Poll every app once, print the metrics and exit.")
+    add("--demo", action="store_true", help="Run against the built-in simulator; no config.")
+    add("--version", action="version", version=f"aivoice-exporter {__version__}")
+    return parser.parse_args(argv)
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """`:10188`, `127.0.0.1:10188` or `[::1]:10188`, as the Go exporters write them."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError("--web.listen-address", f"want HOST:PORT, got {value!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.configure(args.log_level, args.log_format)
+    simulator = None
+    try:
+        host, port = parse_listen_address(args.listen_address)
+        if not args.telemetry_path.startswith("/"):
+            raise ConfigError("--web.telemetry-path", "must start with /")
+        if args.demo:
+            simulator, config = _start_demo()
+        else:
+            config = load_config(args.config_file)
+        security = _web_security(args.web_config_file)
+    except ConfigError as err:
+        print(f"aivoice-exporter: config error: {err}", file=sys.stderr)
+        return 2
+    try:
+        if args.once:
+            return _run_once(config)
+        return _serve(args, config, host, port, security)
+    finally:
+        if simulator is not None:
+            simulator.stop()
+
+
+def _web_security(path: str | None) -> WebSecurity | None:
+    if path is None:
+        return None
+    from exporter.webconfig import load_web_config
+
+    return load_web_config(path)
+
+
+def _start_demo() -> tuple[Simulator, Config]:
+    from exporter.simulator import Simulator
+
+    simulator = Simulator("demo-key", "demo-secret", DEMO_APPS, speed=5.0).start("127.0.0.1", 0)
+    config = Config(
+        accounts=(Account("demo-key", "demo-secret", DEMO_APPS),),
+        api=ApiConfig(base_url=simulator.base_url, max_requests_per_second=50),
+        poll=PollConfig(interval_seconds=5, stale_after_seconds=60),
+    )
+    log.info("Demo simulator started", extra={"base_url": simulator.base_url})
+    return simulator, config
+
+
+def _signals() -> queue.SimpleQueue[int]:
+    """Signals become queue items, so the handler does nothing but hand them over."""
+    received: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for signum in (*SHUTDOWN_SIGNALS, signal.SIGHUP):
+        signal.signal(signum, lambda signum, frame: received.put(signum))
+    return received
+
+
+def _run_once(config: Config) -> int:
+    daemon = Daemon(config)
+    received = _signals()
+    result: list[int] = []
+
+    def poll() -> None:
+        snapshot = daemon.poll_once()
+        sys.stdout.buffer.write(daemon.published.exposition.text)
+        sys.stdout.flush()
+        result.append(0 if all(app.up for app in snapshot.apps) else 1)
+        received.put(0)
+
+    threading.Thread(target=poll, daemon=True).start()
+    while received.get() == signal.SIGHUP:
+        pass
+    daemon.stop()
+    return result[0] if result else 0
+
+
+def _serve(
+    args: argparse.Namespace, config: Config, host: str, port: int, security: WebSecurity | None
+) -> int:
+    reloadable = None if args.demo else (lambda: load_config(args.config_file))
+    daemon = Daemon(config, load_config=reloadable)
+    received = _signals()
+    try:
+        bound_host, bound_port = daemon.serve(
+            host,
+            port,
+            args.telemetry_path,
+            security=security,
+            enable_lifecycle=args.enable_lifecycle,
+        )
+    except OSError as err:
+        print(f"aivoice-exporter: cannot listen on {args.listen_address}: {err}", file=sys.stderr)
+        return 1
+    scheme = "https" if daemon.tls else "http"
+    log.info(
+        "Listening",
+        extra={"address": f"{bound_host}:{bound_port}", "apps": len(config.app_ids)},
+    )
+    if args.demo:
+        shown = "127.0.0.1" if bound_host in ("0.0.0.0", "::") else bound_host
+        print(f"Demo: metrics at {scheme}://{shown}:{bound_port}{args.telemetry_path}", flush=True)
+    while not daemon.stop_event.is_set():
+        try:
+            signum = received.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if signum == signal.SIGHUP:
+            daemon.reload()
+        else:
+            log.info("Shutting down", extra={"signal": signal.Signals(signum).name})
+            break
+    daemon.stop()
+    return 0

@@ -1,0 +1,316 @@
+"""The exporter's configuration: YAML in, frozen dataclasses out, every error naming its field.
+
+Validation is done once, at start-up (and on reload), so the rest of the code can trust every
+value it is handed. A problem raises `ConfigError`, whose text is one line such as
+`accounts[0].api_secret: missing`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+DEFAULT_BASE_URL = "https://api.itniotech.com/aivoice"
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, tied to the dotted path of the field at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str = DEFAULT_BASE_URL
+    timeout_seconds: float = 10.0
+    page_size: int = 100
+    max_retries: int = 2
+    max_requests_per_second: float = 5.0
+    create_time_zone: dt.tzinfo = dt.timezone(dt.timedelta(hours=8))
+
+
+@dataclass(frozen=True)
+class PollConfig:
+    interval_seconds: float = 60.0
+    concurrency: int = 4
+    stale_after_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class Account:
+    api_key: str
+    api_secret: str = field(repr=False)
+    app_ids: tuple[str, ...]
+    task_name: str = ""
+
+    def __repr__(self) -> str:
+        # The key is half of the credential: show enough to recognise it, never all of it.
+        return f"Account(api_key={mask(self.api_key)!r}, app_ids={self.app_ids!r})"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    per_task: bool = True
+    per_task_statuses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    accounts: tuple[Account, ...]
+    api: ApiConfig = ApiConfig()
+    poll: PollConfig = PollConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    @property
+    def app_ids(self) -> tuple[str, ...]:
+        return tuple(app_id for account in self.accounts for app_id in account.app_ids)
+
+
+def mask(secret: str) -> str:
+    """`bDqJFiq9` -> `bD******`: recognisable in a log, useless to a reader."""
+    return secret[:2] + "*" * max(len(secret) - 2, 0)
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a YAML config file; every failure is a one-line `ConfigError`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(
+            "", f"cannot read config file {os.fspath(path)}: {err.strerror}"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError("", f"{os.fspath(path)}: {problem}{at}") from None
+    return parse_config(data, os.environ if environ is None else environ)
+
+
+def parse_config(data: Any, environ: Mapping[str, str]) -> Config:
+    """Validate an already-parsed YAML document."""
+    root = _mapping(data, "", {"api", "poll", "accounts", "metrics"})
+    accounts = _accounts(root.get("accounts"), environ)
+    return Config(
+        accounts=accounts,
+        api=_api(root.get("api"), environ),
+        poll=_poll(root.get("poll")),
+        metrics=_metrics(root.get("metrics")),
+    )
+
+
+def _api(data: Any, environ: Mapping[str, str]) -> ApiConfig:
+    section = _mapping(data, "api", set(ApiConfig.__dataclass_fields__))
+    default = ApiConfig()
+    base_url = _expand(
+        _get(section, "api", "base_url", str, default.base_url), "api.base_url", environ
+    )
+    if not re.match(r"^https?://[^/\s]+", base_url):
+        raise ConfigError("api.base_url", f"must be an http(s) URL, got {base_url!r}")
+    return ApiConfig(
+        base_url=base_url.rstrip("/"),
+        timeout_seconds=_number(
+            section, "api", "timeout_seconds", default.timeout_seconds, 0.1, 300
+        ),
+        page_size=_integer(section, "api", "page_size", default.page_size, 1, 100),
+        max_retries=_integer(section, "api", "max_retries", default.max_retries, 0, 10),
+        max_requests_per_second=_number(
+            section, "api", "max_requests_per_second", default.max_requests_per_second, 0.01, 1000
+        ),
+        create_time_zone=_time_zone(section.get("create_time_zone", "+08:00")),
+    )
+
+
+def _poll(data: Any) -> PollConfig:
+    section = _mapping(data, "poll", set(PollConfig.__dataclass_fields__))
+    default = PollConfig()
+    poll = PollConfig(
+        interval_seconds=_number(
+            section, "poll", "interval_seconds", default.interval_seconds, 1, 86400
+        ),
+        concurrency=_integer(section, "poll", "concurrency", default.concurrency, 1, 64),
+        stale_after_seconds=_number(
+            section, "poll", "stale_after_seconds", default.stale_after_seconds, 0, 7 * 86400
+        ),
+    )
+    if poll.stale_after_seconds and poll.stale_after_seconds < poll.interval_seconds:
+        raise ConfigError(
+            "poll.stale_after_seconds",
+            f"must be 0 or at least poll.interval_seconds ({poll.interval_seconds:g})",
+        )
+    return poll
+
+
+def _metrics(data: Any) -> MetricsConfig:
+    section = _mapping(data, "metrics", set(MetricsConfig.__dataclass_fields__))
+    statuses = section.get("per_task_statuses", [])
+    if not isinstance(statuses, list):
+        raise ConfigError("metrics.per_task_statuses", "must be a list of task statuses")
+    for i, status in enumerate(statuses):
+        if not isinstance(status, str) or not status:
+            raise ConfigError(f"metrics.per_task_statuses[{i}]", "must be a non-empty string")
+    return MetricsConfig(
+        per_task=_get(section, "metrics", "per_task", bool, True),
+        per_task_statuses=tuple(statuses),
+    )
+
+
+def _accounts(data: Any, environ: Mapping[str, str]) -> tuple[Account, ...]:
+    if data is None:
+        raise ConfigError("accounts", "missing: list at least one account")
+    if not isinstance(data, list) or not data:
+        raise ConfigError("accounts", "must be a non-empty list of accounts")
+    accounts = tuple(_account(item, f"accounts[{i}]", environ) for i, item in enumerate(data))
+    seen: dict[str, str] = {}
+    for i, account in enumerate(accounts):
+        for j, app_id in enumerate(account.app_ids):
+            where = f"accounts[{i}].app_ids[{j}]"
+            if app_id in seen:
+                raise ConfigError(where, f"duplicate app id {app_id!r} (also at {seen[app_id]})")
+            seen[app_id] = where
+    return accounts
+
+
+def _account(data: Any, where: str, environ: Mapping[str, str]) -> Account:
+    keys = {"api_key", "api_key_file", "api_secret", "api_secret_file", "app_ids", "task_name"}
+    section = _mapping(data, where, keys)
+    app_ids = section.get("app_ids")
+    if app_ids is None:
+        raise ConfigError(f"{where}.app_ids", "missing")
+    if not isinstance(app_ids, list) or not app_ids:
+        raise ConfigError(f"{where}.app_ids", "must be a non-empty list of application ids")
+    for j, app_id in enumerate(app_ids):
+        if not isinstance(app_id, str) or not app_id.strip():
+            raise ConfigError(f"{where}.app_ids[{j}]", "must be a non-empty string")
+    task_name = _expand(_get(section, where, "task_name", str, ""), f"{where}.task_name", environ)
+    return Account(
+        api_key=_credential(section, where, "api_key", environ),
+        api_secret=_credential(section, where, "api_secret", environ),
+        app_ids=tuple(app_ids),
+        task_name=task_name,
+    )
+
+
+def _credential(
+    section: Mapping[str, Any], where: str, name: str, environ: Mapping[str, str]
+) -> str:
+    """An inline value or a `<name>_file` (Docker and Kubernetes secrets), never both."""
+    inline, path = section.get(name), section.get(f"{name}_file")
+    if inline is not None and path is not None:
+        raise ConfigError(f"{where}.{name}", f"set either {name} or {name}_file, not both")
+    if path is not None:
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"{where}.{name}_file", "must be a file path")
+        path = _expand(path, f"{where}.{name}_file", environ)
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise ConfigError(
+                f"{where}.{name}_file", f"cannot read {path}: {err.strerror}"
+            ) from None
+        if not value:
+            raise ConfigError(f"{where}.{name}_file", f"{path} is empty")
+        return value
+    if inline is None:
+        raise ConfigError(f"{where}.{name}", "missing")
+    if not isinstance(inline, (str, int)) or isinstance(inline, bool):
+        raise ConfigError(f"{where}.{name}", "must be a string")
+    value = _expand(str(inline), f"{where}.{name}", environ).strip()
+    if not value:
+        raise ConfigError(f"{where}.{name}", "is empty")
+    return value
+
+
+def _expand(value: str, where: str, environ: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise ConfigError(where, f"environment variable {name} is not set")
+        return environ[name]
+
+    return _ENV_REFERENCE.sub(replace, value)
+
+
+def _time_zone(value: Any) -> dt.tzinfo:
+    where = "api.create_time_zone"
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            where, 'must be an offset such as "+08:00" or a zone such as "Asia/Shanghai"'
+        )
+    if value.upper() in ("Z", "UTC"):
+        return dt.timezone.utc
+    offset = _OFFSET.match(value)
+    if offset:
+        sign, hours, minutes = offset.groups()
+        delta = dt.timedelta(hours=int(hours), minutes=int(minutes))
+        if delta > dt.timedelta(hours=14):
+            raise ConfigError(where, f"offset {value!r} is out of range")
+        return dt.timezone(-delta if sign == "-" else delta)
+    try:
+        return zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(where, f"unknown time zone {value!r}") from None
+
+
+def _mapping(data: Any, where: str, allowed: set[str]) -> Mapping[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise (
+            ConfigError(where, "must be a mapping")
+            if where
+            else ConfigError("", "the config file must be a YAML mapping")
+        )
+    for key in data:
+        if key not in allowed:
+            name = f"{where}.{key}" if where else str(key)
+            raise ConfigError(name, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+    return data
+
+
+def _get(section: Mapping[str, Any], where: str, key: str, kind: type[T], default: T) -> T:
+    value = section.get(key, default)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{where}.{key}", f"must be a {_KIND_NAMES[kind]}, got {value!r}")
+    return value
+
+
+def _integer(
+    section: Mapping[str, Any], where: str, key: str, default: int, low: int, high: int
+) -> int:
+    return _in_range(_get(section, where, key, int, default), f"{where}.{key}", low, high)
+
+
+def _number(
+    section: Mapping[str, Any], where: str, key: str, default: float, low: float, high: float
+) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}.{key}", f"must be a number, got {value!r}")
+    return float(_in_range(value, f"{where}.{key}", low, high))
+
+
+def _in_range(value: Any, where: str, low: float, high: float) -> Any:
+    if not low <= value <= high:
+        raise ConfigError(where, f"must be between {low:g} and {high:g}, got {value!r}")
+    return value
+
+
+_KIND_NAMES: dict[type, str] = {str: "string", int: "whole number", bool: "boolean (true/false)"}

@@ -1,0 +1,120 @@
+"""Wires the pieces together: config -> poller -> snapshot -> render -> published bytes -> HTTP.
+
+The daemon also owns what outlives one config: the request counters (so they survive a reload)
+and the outcome of the latest reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from types import MappingProxyType
+
+from exporter.config import Config, ConfigError
+from exporter.metrics import Exposition, ReloadStatus, render
+from exporter.poller import Poller
+from exporter.server import MetricsServer, Published, Routes, WebSecurity
+from exporter.snapshot import Snapshot
+from exporter.stats import RequestRecorder
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        load_config: Callable[[], Config] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.stop_event = stop or threading.Event()
+        self._load_config = load_config
+        self._lock = threading.Lock()
+        self._settings = config.metrics
+        self._reload_status = ReloadStatus(successful=True, success_seconds=time.time())
+        self._last: Snapshot | None = None
+        self.published = Published(self._render(Snapshot(apps=(), requests=MappingProxyType({}))))
+        self.recorder = RequestRecorder()
+        self.poller = Poller(
+            config, recorder=self.recorder, publish=self._publish, stop=self.stop_event
+        )
+        self._server: MetricsServer | None = None
+        self._thread = threading.Thread(target=self._run_poller, name="poller", daemon=True)
+
+    def serve(
+        self,
+        host: str,
+        port: int,
+        telemetry_path: str,
+        *,
+        security: WebSecurity | None = None,
+        enable_lifecycle: bool = False,
+    ) -> tuple[str, int]:
+        """Start the HTTP server and the poller; returns the address really bound."""
+        routes = Routes(
+            telemetry_path=telemetry_path,
+            published=self.published,
+            security=security,
+            reload=self.reload if enable_lifecycle else None,
+        )
+        self._server = MetricsServer(host, port, routes)
+        self._server.start()
+        self._thread.start()
+        return self._server.address
+
+    @property
+    def tls(self) -> bool:
+        return self._server is not None and self._server.tls
+
+    def poll_once(self) -> Snapshot:
+        return self.poller.poll_once()
+
+    def reload(self) -> bool:
+        """Re-read the config; on any error keep the running one and say why in the log."""
+        if self._load_config is None:
+            return False
+        with self._lock:
+            try:
+                config = self._load_config()
+            except ConfigError as err:
+                log.error("Reload failed; keeping the running config", extra={"error": str(err)})
+                self._reload_status = ReloadStatus(False, self._reload_status.success_seconds)
+                self._republish()
+                return False
+            self._settings = config.metrics
+            self._reload_status = ReloadStatus(True, time.time())
+            self.poller.reconfigure(config)
+            log.info("Config reloaded", extra={"apps": len(config.app_ids)})
+            self._republish()
+            return True
+
+    def stop(self) -> None:
+        """Stop serving and polling; a request stuck in the API is abandoned, not awaited."""
+        self.stop_event.set()
+        self.poller.wake()
+        if self._server is not None:
+            self._server.stop()
+        self.poller.close()
+
+    def _run_poller(self) -> None:
+        try:
+            self.poller.run()
+        except Exception:
+            if not self.stop_event.is_set():
+                log.exception("Poller crashed; stopping")
+                self.stop_event.set()
+
+    def _publish(self, snapshot: Snapshot) -> None:
+        with self._lock:
+            self._last = snapshot
+            self.published.publish(self._render(snapshot))
+
+    def _republish(self) -> None:
+        if self._last is not None:
+            self.published.publish(self._render(self._last))
+
+    def _render(self, snapshot: Snapshot) -> Exposition:
+        return render(snapshot, self._settings, self._reload_status)

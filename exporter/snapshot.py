@@ -1,0 +1,71 @@
+"""Immutable records that pass from the poller's threads to the HTTP server's.
+
+Nothing here is ever changed after it is built: a new poll builds a new `Snapshot` and swaps it
+in whole, so a scrape can never see half of one poll and half of another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+KNOWN_STATUSES = (
+    "NOT_STARTED",
+    "IN_QUEUE",
+    "RUNNABLE",
+    "IN_PROCESS",
+    "USER_PAUSE",
+    "SYSTEM_SUSPENDED",
+    "TERMINATE",
+    "COMPLETED",
+)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One campaign as the taskList endpoint describes it."""
+
+    job_id: str
+    name: str
+    status: str
+    calls: int
+    calls_completed: int
+    robots: int
+    mode: str
+    dialog_flow: str
+    line: str
+    hangup_sms: bool
+    dialog_flow_unbound: bool
+    created_seconds: float | None
+
+
+@dataclass(frozen=True)
+class AppSnapshot:
+    """The latest that is known of one app.
+
+    `tasks` is None when there is nothing fit to serve: no poll has succeeded yet, or the last
+    success is older than `poll.stale_after_seconds`.
+    """
+
+    app_id: str
+    up: bool
+    tasks: tuple[Task, ...] | None
+    poll_duration_seconds: float
+    last_success_seconds: float | None
+
+
+@dataclass(frozen=True)
+class RequestStats:
+    """Cumulative counts of one app's API requests since the exporter started."""
+
+    requests: int = 0
+    errors: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    duration_buckets: tuple[int, ...] = ()
+    duration_sum: float = 0.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    apps: tuple[AppSnapshot, ...]
+    requests: Mapping[str, RequestStats]

@@ -1,0 +1,74 @@
+"""Cumulative request statistics: the source of the exporter's counters and latency histogram.
+
+The client records every attempt here as it happens (retries included); the poller takes an
+immutable copy when it builds a snapshot. Counts survive config reloads because one recorder
+lives as long as the daemon.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from exporter.codes import TASK_LIST_CODES, TRANSPORT_CODES
+from exporter.snapshot import RequestStats
+
+# Seconds; the SDK's own timeout is 15 s, so the top buckets reach past it.
+DURATION_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
+INITIAL_ERROR_CODES = TASK_LIST_CODES + TRANSPORT_CODES
+
+
+class _AppCounts:
+    __slots__ = ("buckets", "duration_sum", "errors", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = dict.fromkeys(INITIAL_ERROR_CODES, 0)
+        self.buckets = [0] * (len(DURATION_BOUNDS) + 1)
+        self.duration_sum = 0.0
+
+
+class RequestRecorder:
+    """Thread-safe accumulator of every API request's outcome, per app."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._apps: dict[str, _AppCounts] = {}
+
+    def track(self, app_ids: Iterable[str]) -> None:
+        """Start series at zero for these apps, so the first error shows in increase()."""
+        with self._lock:
+            for app_id in app_ids:
+                self._apps.setdefault(app_id, _AppCounts())
+
+    def observe(self, app_id: str, duration_seconds: float, error_code: str | None) -> None:
+        with self._lock:
+            counts = self._apps.setdefault(app_id, _AppCounts())
+            counts.requests += 1
+            counts.buckets[bisect.bisect_left(DURATION_BOUNDS, duration_seconds)] += 1
+            counts.duration_sum += duration_seconds
+            if error_code is not None:
+                counts.errors[error_code] = counts.errors.get(error_code, 0) + 1
+
+    def snapshot(self, app_ids: Iterable[str]) -> Mapping[str, RequestStats]:
+        """Immutable copies for the given apps (apps removed by a reload are left out)."""
+        with self._lock:
+            copies = {
+                app_id: _freeze(self._apps[app_id]) for app_id in app_ids if app_id in self._apps
+            }
+        return MappingProxyType(copies)
+
+
+def _freeze(counts: _AppCounts) -> RequestStats:
+    cumulative, running = [], 0
+    for count in counts.buckets:
+        running += count
+        cumulative.append(running)
+    return RequestStats(
+        requests=counts.requests,
+        errors=MappingProxyType(dict(counts.errors)),
+        duration_buckets=tuple(cumulative),
+        duration_sum=counts.duration_sum,
+    )
