@@ -24,6 +24,7 @@ from exporter.config import (
     ConfigError,
     PollConfig,
     load_config,
+    secret_readable_by_others,
 )
 from exporter.daemon import Daemon
 from exporter.server import WebSecurity
@@ -93,6 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             simulator, config = _start_demo()
         else:
             config = load_config(args.config_file)
+            if secret_readable_by_others(args.config_file, config):
+                log.warning(
+                    "The config file holds an API secret and other users can read it: "
+                    "chmod o-r it, or use api_secret_file or ${VAR}",
+                    extra={"file": args.config_file},
+                )
         security = _web_security(args.web_config_file)
     except ConfigError as err:
         print(f"aivoice-exporter: config error: {err}", file=sys.stderr)

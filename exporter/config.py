@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import stat
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ class Account:
     api_secret: str = field(repr=False)
     app_ids: tuple[str, ...]
     task_name: str = ""
+    # The secret is written out in the config file itself (not a ${VAR} or a secret file).
+    secret_in_config: bool = field(default=False, compare=False)
 
     def __repr__(self) -> str:
         # The key is half of the credential: show enough to recognise it, never all of it.
@@ -79,6 +82,16 @@ class Config:
     @property
     def app_ids(self) -> tuple[str, ...]:
         return tuple(app_id for account in self.accounts for app_id in account.app_ids)
+
+
+def secret_readable_by_others(path: str | os.PathLike[str], config: Config) -> bool:
+    """A config file that holds a secret in plain text should not be world-readable."""
+    if not any(account.secret_in_config for account in config.accounts):
+        return False
+    try:
+        return bool(Path(path).stat().st_mode & stat.S_IROTH)
+    except OSError:
+        return False
 
 
 def mask(secret: str) -> str:
@@ -141,7 +154,7 @@ def _api(data: Any, environ: Mapping[str, str]) -> ApiConfig:
 def _poll(data: Any) -> PollConfig:
     section = _mapping(data, "poll", set(PollConfig.__dataclass_fields__))
     default = PollConfig()
-    poll = PollConfig(
+    return PollConfig(
         interval_seconds=_number(
             section, "poll", "interval_seconds", default.interval_seconds, 1, 86400
         ),
@@ -150,12 +163,6 @@ def _poll(data: Any) -> PollConfig:
             section, "poll", "stale_after_seconds", default.stale_after_seconds, 0, 7 * 86400
         ),
     )
-    if poll.stale_after_seconds and poll.stale_after_seconds < poll.interval_seconds:
-        raise ConfigError(
-            "poll.stale_after_seconds",
-            f"must be 0 or at least poll.interval_seconds ({poll.interval_seconds:g})",
-        )
-    return poll
 
 
 def _metrics(data: Any) -> MetricsConfig:
@@ -200,11 +207,14 @@ def _account(data: Any, where: str, environ: Mapping[str, str]) -> Account:
         if not isinstance(app_id, str) or not app_id.strip():
             raise ConfigError(f"{where}.app_ids[{j}]", "must be a non-empty string")
     task_name = _expand(_get(section, where, "task_name", str, ""), f"{where}.task_name", environ)
+    inline_secret = section.get("api_secret")
     return Account(
         api_key=_credential(section, where, "api_key", environ),
         api_secret=_credential(section, where, "api_secret", environ),
         app_ids=tuple(app_ids),
         task_name=task_name,
+        secret_in_config=inline_secret is not None
+        and not _ENV_REFERENCE.search(str(inline_secret)),
     )
 
 

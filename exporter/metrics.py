@@ -1,8 +1,8 @@
 """From a `Snapshot` to exposition text: one small collector per concern, rendered once per poll.
 
 A scrape never calls the API and never walks the tasks: the poller renders each snapshot into an
-`Exposition` (Prometheus text and OpenMetrics, gzip on demand) and the HTTP server hands out
-those bytes. So HELP strings say the values are cached from the latest poll.
+`Exposition` (Prometheus text and OpenMetrics, gzipped) and the HTTP server hands out those
+bytes. So HELP strings say the values are cached from the latest poll.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import platform
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client import PlatformCollector, ProcessCollector
 from prometheus_client.exposition import generate_latest
@@ -301,22 +301,31 @@ class _Collectors:
 
 @dataclass(frozen=True)
 class Exposition:
-    """One poll, rendered. Gzip copies are made on first request and kept."""
+    """One poll, rendered in both formats and kept gzipped only.
 
-    text: bytes
-    openmetrics: bytes
-    _gzipped: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    Prometheus always asks for gzip, so the compressed bytes are what a scrape sends as they
+    are; keeping only them holds a tenth of the memory. The rare client that does not accept
+    gzip gets the body decompressed on its request.
+    """
+
+    text_gzip: bytes
+    openmetrics_gzip: bytes
+
+    @classmethod
+    def of(cls, text: bytes, openmetrics: bytes) -> Exposition:
+        return cls(gzip.compress(text), gzip.compress(openmetrics))
 
     def body(self, openmetrics: bool, gzipped: bool) -> bytes:
-        plain = self.openmetrics if openmetrics else self.text
-        return self.gzip(openmetrics) if gzipped else plain
+        compressed = self.openmetrics_gzip if openmetrics else self.text_gzip
+        return compressed if gzipped else gzip.decompress(compressed)
 
-    def gzip(self, openmetrics: bool) -> bytes:
-        key = "openmetrics" if openmetrics else "text"
-        if key not in self._gzipped:
-            # Two first scrapes at once may both compress; the result is the same either way.
-            self._gzipped[key] = gzip.compress(self.body(openmetrics, False), compresslevel=6)
-        return self._gzipped[key]
+    @property
+    def text(self) -> bytes:
+        return self.body(openmetrics=False, gzipped=False)
+
+    @property
+    def openmetrics(self) -> bytes:
+        return self.body(openmetrics=True, gzipped=False)
 
 
 def render(snapshot: Snapshot, settings: MetricsConfig, reload: ReloadStatus) -> Exposition:
@@ -333,4 +342,4 @@ def render(snapshot: Snapshot, settings: MetricsConfig, reload: ReloadStatus) ->
             PlatformCollector(registry=None),
         )
     )
-    return Exposition(text=generate_latest(source), openmetrics=generate_openmetrics(source))
+    return Exposition.of(generate_latest(source), generate_openmetrics(source))

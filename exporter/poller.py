@@ -150,7 +150,7 @@ class Poller:
         log.log(level, "Poll failed", extra=fields)
         tasks = previous.tasks
         age = self._clock() - (previous.last_success_seconds or 0)
-        if tasks is not None and stale_after and age > stale_after:
+        if tasks is not None and age > stale_after:
             log.warning(
                 "Dropping stale task series",
                 extra={"app_id": app_id, "seconds_since_success": round(age)},

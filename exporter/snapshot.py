@@ -22,7 +22,7 @@ KNOWN_STATUSES = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Task:
     """One campaign as the taskList endpoint describes it."""
 

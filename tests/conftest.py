@@ -75,9 +75,12 @@ class ExporterProcess:
     def wait_for_log(self, pattern: str, timeout: float = 10.0) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            exited = self.process.poll() is not None
             for line in list(self.lines):
                 if re.search(pattern, line):
                     return line
+            if exited:
+                break
             time.sleep(0.05)
         raise AssertionError(f"no log line matching {pattern!r} in:\n{self.log_text()}")
 

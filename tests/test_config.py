@@ -106,12 +106,6 @@ def test_base_url_must_be_http() -> None:
     assert message.startswith("api.base_url: must be an http(s) URL")
 
 
-def test_stale_after_shorter_than_interval_is_refused() -> None:
-    poll = {"interval_seconds": 60, "stale_after_seconds": 30}
-    message = error_for({"accounts": [ACCOUNT], "poll": poll})
-    assert message.startswith("poll.stale_after_seconds: must be 0 or at least")
-
-
 def test_empty_app_ids_names_the_field() -> None:
     message = error_for({"accounts": [{**ACCOUNT, "app_ids": []}]})
     assert message == "accounts[0].app_ids: must be a non-empty list of application ids"

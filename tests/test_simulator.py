@@ -1,0 +1,706 @@
+"""The ITNIO taskList simulator, checked over real sockets with plain `requests`.
+
+Signatures are computed here from the vendor's document (md5 of key + secret + timestamp), not
+with the simulator's own helper, so a mistake in one cannot hide in the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from exporter.simulator import KNOWN_STATUSES, Faults, Simulator
+
+KEY = "bDqJFiq9"
+SECRET = "sim-test-secret"
+APPS = ("LILIN888", "OTHER01")
+ROOT = Path(__file__).resolve().parents[1]
+CREATE_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+
+
+class FakeClock:
+    """A clock the test moves by hand; the simulator reads it for signatures and progress."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+MakeSim = Callable[..., Simulator]
+
+
+@pytest.fixture
+def make_sim() -> Iterator[MakeSim]:
+    """Start simulators with any options; all are stopped when the test ends."""
+    started: list[Simulator] = []
+
+    def make(**options: Any) -> Simulator:
+        options.setdefault("app_ids", APPS)
+        sim = Simulator(KEY, SECRET, **options).start("127.0.0.1", 0)
+        started.append(sim)
+        return sim
+
+    yield make
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def sim(make_sim: MakeSim) -> Simulator:
+    return make_sim()
+
+
+def signed_headers(timestamp: str, key: str = KEY, secret: str = SECRET) -> dict[str, str]:
+    sign = hashlib.md5(f"{key}{secret}{timestamp}".encode()).hexdigest()
+    return {"Api-Key": key, "Timestamp": timestamp, "Sign": sign}
+
+
+def post(
+    sim: Simulator,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    now: float | None = None,
+    timeout: float = 5,
+    **params: Any,
+) -> requests.Response:
+    """POST taskList; the body defaults to page 1 of 100 of the first app, signed for `now`."""
+    if body is None:
+        body = {
+            "current": params.pop("current", 1),
+            "size": params.pop("size", 100),
+            "params": {"appId": params.pop("app_id", APPS[0]), **params},
+        }
+    if headers is None:
+        headers = signed_headers(str(int(time.time() if now is None else now)))
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return requests.post(f"{sim.base_url}/taskList", data=data, headers=headers, timeout=timeout)
+
+
+def api(sim: Simulator, **kwargs: Any) -> dict[str, Any]:
+    """The JSON answer of a request the API answers with HTTP 200."""
+    response = post(sim, **kwargs)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def all_records(sim: Simulator, size: int = 5, **kwargs: Any) -> list[dict[str, Any]]:
+    first = api(sim, size=size, **kwargs)["data"]
+    records = list(first["records"])
+    for current in range(2, first["pages"] + 1):
+        records += api(sim, size=size, current=current, **kwargs)["data"]["records"]
+    return records
+
+
+def assert_error(answer: dict[str, Any], code: str) -> None:
+    assert answer["status"] == code
+    assert isinstance(answer["reason"], str) and answer["reason"]
+    assert "data" not in answer
+
+
+def read_http_response(sock: socket.socket) -> tuple[int, bytes]:
+    """One HTTP/1.1 response with Content-Length, read off a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before the headers"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed mid-body"
+        rest += chunk
+    return int(head.split()[1]), rest[:length]
+
+
+# --------------------------------------------------------------------------- signing and codes
+
+
+@pytest.mark.parametrize("api_key", [None, ""])
+def test_missing_or_empty_api_key_answers_minus_59(sim: Simulator, api_key: str | None) -> None:
+    headers = signed_headers(str(int(time.time())))
+    if api_key is None:
+        del headers["Api-Key"]
+    else:
+        headers["Api-Key"] = api_key
+    assert_error(api(sim, headers=headers), "-59")
+
+
+def test_missing_timestamp_answers_minus_58(sim: Simulator) -> None:
+    headers = signed_headers(str(int(time.time())))
+    del headers["Timestamp"]
+    assert_error(api(sim, headers=headers), "-58")
+
+
+def test_missing_sign_answers_minus_57(sim: Simulator) -> None:
+    headers = signed_headers(str(int(time.time())))
+    del headers["Sign"]
+    assert_error(api(sim, headers=headers), "-57")
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda h: {**h, "Sign": "0" * 32},
+        lambda h: {**h, "Sign": h["Sign"].upper()},
+        lambda h: signed_headers(h["Timestamp"], secret="wrong-secret"),
+        lambda h: signed_headers(h["Timestamp"], key="unknownKey"),
+    ],
+    ids=["wrong-sign", "uppercase-sign", "wrong-secret", "unknown-key"],
+)
+def test_bad_signature_or_unknown_key_answers_minus_1(
+    sim: Simulator, mangle: Callable[[dict[str, str]], dict[str, str]]
+) -> None:
+    headers = mangle(signed_headers(str(int(time.time()))))
+    assert_error(api(sim, headers=headers), "-1")
+
+
+@pytest.mark.parametrize("offset", [-301, 301, 86_400])
+def test_timestamp_more_than_five_minutes_off_answers_minus_4(
+    make_sim: MakeSim, offset: int
+) -> None:
+    clock = FakeClock()
+    sim = make_sim(clock=clock)
+    assert_error(api(sim, now=clock.now + offset), "-4")
+
+
+@pytest.mark.parametrize("offset", [-300, 300])
+def test_timestamp_up_to_five_minutes_off_is_accepted(make_sim: MakeSim, offset: int) -> None:
+    clock = FakeClock()
+    sim = make_sim(clock=clock)
+    assert api(sim, now=clock.now + offset)["status"] == "0"
+
+
+@pytest.mark.parametrize("timestamp", ["soon", "1700000000.5", "1700000000000000"])
+def test_timestamp_that_is_not_epoch_seconds_answers_minus_4(
+    sim: Simulator, timestamp: str
+) -> None:
+    assert_error(api(sim, headers=signed_headers(timestamp)), "-4")
+
+
+def test_unknown_app_answers_minus_37(sim: Simulator) -> None:
+    assert_error(api(sim, app_id="NO_SUCH_APP"), "-37")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"current=1&size=10",
+        b"[1, 2]",
+        {"current": 0, "size": 10, "params": {"appId": APPS[0]}},
+        {"current": "1", "size": 10, "params": {"appId": APPS[0]}},
+        {"current": 1, "size": 0, "params": {"appId": APPS[0]}},
+        {"current": 1, "size": 101, "params": {"appId": APPS[0]}},
+        {"current": 1, "size": 10},
+        {"current": 1, "size": 10, "params": {"name": "x"}},
+        {"current": 1, "size": 10, "params": {"appId": APPS[0], "name": 5}},
+    ],
+    ids=[
+        "form",
+        "array",
+        "current-0",
+        "current-string",
+        "size-0",
+        "size-101",
+        "no-params",
+        "no-appId",
+        "name-not-string",
+    ],
+)
+def test_bad_body_answers_minus_27(sim: Simulator, body: Any) -> None:
+    assert_error(api(sim, body=body), "-27")
+
+
+def test_header_names_are_case_insensitive(sim: Simulator) -> None:
+    signed = signed_headers(str(int(time.time())))
+    headers = {
+        "API-KEY": signed["Api-Key"],
+        "timestamp": signed["Timestamp"],
+        "sIgN": signed["Sign"],
+    }
+    assert api(sim, headers=headers)["status"] == "0"
+
+
+def test_php_sample_request_succeeds(sim: Simulator) -> None:
+    # What PHP's curl sends for the vendor's sample: its header strings have no space after
+    # the colon, and json_encode writes no spaces.
+    timestamp = str(int(time.time()))
+    sign = hashlib.md5(f"{KEY}{SECRET}{timestamp}".encode()).hexdigest()
+    body = json.dumps(
+        {"current": 1, "size": 10, "params": {"appId": APPS[0], "name": "Your task name"}},
+        separators=(",", ":"),
+    ).encode()
+    host, port = sim.address
+    request = (
+        f"POST /aivoice/taskList HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: */*\r\n"
+        f"Content-Type:application/json;charset=UTF-8\r\nSign:{sign}\r\n"
+        f"Timestamp:{timestamp}\r\nApi-Key:{KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection(sim.address, timeout=5) as sock:
+        sock.sendall(request)
+        status, payload = read_http_response(sock)
+    answer = json.loads(payload)
+    assert (status, answer["status"], answer["data"]["records"]) == (200, "0", [])
+
+
+def test_java_sample_requests_succeed_on_one_keep_alive_connection(sim: Simulator) -> None:
+    host, port = sim.address
+    with socket.create_connection(sim.address, timeout=5) as sock:
+        for _ in range(2):  # a fresh Timestamp and Sign each time, as the sample does
+            timestamp = str(int(time.time()))
+            sign = hashlib.md5(f"{KEY}{SECRET}{timestamp}".encode()).hexdigest()
+            body = json.dumps(
+                {"current": 1, "size": 10, "params": {"appId": APPS[0], "name": ""}},
+                separators=(",", ":"),
+            ).encode()
+            sock.sendall(
+                (
+                    f"POST /aivoice/taskList HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                    "Connection: Keep-Alive\r\nContent-Type: application/json;charset=UTF-8\r\n"
+                    f"Sign: {sign}\r\nTimestamp: {timestamp}\r\nApi-Key: {KEY}\r\n"
+                    f"User-Agent: Hutool\r\nContent-Length: {len(body)}\r\n\r\n"
+                ).encode()
+                + body
+            )
+            status, payload = read_http_response(sock)
+            assert (status, json.loads(payload)["status"]) == (200, "0")
+
+
+# --------------------------------------------------------------------------- paging and records
+
+
+def test_records_have_the_documented_shape(sim: Simulator) -> None:
+    types = {
+        "jobId": int,
+        "name": str,
+        "dialogFlowName": str,
+        "jobPhoneNumberName": str,
+        "robotCount": int,
+        "mode": str,
+        "hangupSms": bool,
+        "taskTotal": int,
+        "taskCompleted": int,
+        "status": str,
+        "isDialogFlowUnbind": bool,
+        "createTime": str,
+    }
+    answer = api(sim)
+    assert (answer["status"], answer["reason"]) == ("0", "success")
+    data = answer["data"]
+    assert list(data) == ["records", "total", "size", "current", "searchCount", "pages"]
+    assert data["searchCount"] is True
+    for record in data["records"]:
+        assert list(record) == list(types)
+        assert {key: type(value) for key, value in record.items()} == types
+        assert record["mode"] in ("MANUAL", "AUTO")
+        assert CREATE_TIME.fullmatch(record["createTime"])
+        assert 0 <= record["taskCompleted"] <= record["taskTotal"]
+
+
+def test_server_page_size_overrides_the_asked_size(make_sim: MakeSim) -> None:
+    sim = make_sim(tasks_per_app=30, server_page_size=25)
+    data = api(sim, size=1)["data"]
+    assert (data["size"], len(data["records"]), data["total"], data["pages"]) == (25, 25, 30, 2)
+
+
+def test_paging_covers_every_task_once_when_nothing_changes(make_sim: MakeSim) -> None:
+    sim = make_sim(tasks_per_app=23)
+    job_ids = [record["jobId"] for record in all_records(sim, size=5)]
+    assert len(job_ids) == len(set(job_ids)) == 23
+    assert job_ids == sorted(job_ids, reverse=True)  # newest first
+
+
+def test_page_past_the_end_is_empty(sim: Simulator) -> None:
+    data = api(sim, size=5, current=99)["data"]
+    assert (data["records"], data["total"], data["current"], data["pages"]) == ([], 12, 99, 3)
+
+
+def test_added_task_shifts_a_record_onto_the_next_page(sim: Simulator) -> None:
+    page1 = api(sim, size=5)["data"]["records"]
+    added = sim.add_task(APPS[0])
+    page2 = api(sim, size=5, current=2)["data"]["records"]
+    assert added["jobId"] > page1[0]["jobId"]
+    assert page2[0]["jobId"] == page1[-1]["jobId"]  # the duplicate a client must drop
+
+
+def test_removed_task_is_gone(sim: Simulator) -> None:
+    job_id = sim.tasks(APPS[0])[3]["jobId"]
+    assert sim.remove_task(APPS[0], job_id) is True
+    assert job_id not in [record["jobId"] for record in api(sim)["data"]["records"]]
+    assert sim.remove_task(APPS[0], job_id) is False
+
+
+def test_name_filter_matches_substrings(sim: Simulator) -> None:
+    records = api(sim, name="survey")["data"]["records"]
+    expected = [r["jobId"] for r in sim.tasks(APPS[0]) if "survey" in r["name"]]
+    assert records and [r["jobId"] for r in records] == expected
+    assert api(sim, name="no task is called this")["data"]["total"] == 0
+
+
+def test_first_app_has_odd_task_names_for_label_escaping(sim: Simulator) -> None:
+    names = " ".join(record["name"] for record in api(sim)["data"]["records"])
+    for odd in ('"', "\\", "回访", "🚀", "\n"):
+        assert odd in names
+
+
+def test_default_app_shows_every_known_status(sim: Simulator) -> None:
+    statuses = {record["status"] for record in api(sim)["data"]["records"]}
+    assert statuses == set(KNOWN_STATUSES)
+
+
+# --------------------------------------------------------------------------- progression
+
+
+def test_campaigns_progress_with_the_clock(make_sim: MakeSim) -> None:
+    clock = FakeClock()
+    sim = make_sim(clock=clock)
+    before = {r["jobId"]: r for r in api(sim, now=clock.now)["data"]["records"]}
+    clock.now += 60
+    after = {r["jobId"]: r for r in api(sim, now=clock.now)["data"]["records"]}
+    changed = {(before[j]["status"], after[j]["status"]) for j in before if before[j] != after[j]}
+    assert ("IN_QUEUE", "IN_PROCESS") in changed
+    assert ("NOT_STARTED", "IN_PROCESS") in changed
+    assert ("IN_PROCESS", "COMPLETED") in changed
+    assert ("IN_PROCESS", "USER_PAUSE") in changed
+    assert all(after[j]["taskCompleted"] >= before[j]["taskCompleted"] for j in before)
+
+
+def test_progress_is_deterministic_for_a_seed_and_clock(make_sim: MakeSim) -> None:
+    clock = FakeClock()
+    one, two, other = (make_sim(clock=clock, seed=s) for s in (3, 3, 4))
+    clock.now += 42
+    assert one.tasks(APPS[0]) == two.tasks(APPS[0])
+    assert one.tasks(APPS[0]) != other.tasks(APPS[0])
+
+
+def test_speed_scales_campaign_time(make_sim: MakeSim) -> None:
+    clock = FakeClock()
+    normal, fast = make_sim(clock=clock), make_sim(clock=clock, speed=10)
+    clock.now += 6
+    fast_records = fast.tasks(APPS[0])
+    clock.now += 54
+    assert fast_records == normal.tasks(APPS[0])
+
+
+def test_set_tasks_pins_exact_records_and_freezes_the_app(make_sim: MakeSim) -> None:
+    clock = FakeClock()
+    sim = make_sim(clock=clock)
+    pinned = [{"jobId": 7, "name": "odd", "status": "SOMETHING_NEW", "taskTotal": "12"}]
+    sim.set_tasks(APPS[0], pinned)
+    clock.now += 3600
+    assert api(sim, now=clock.now)["data"]["records"] == pinned
+    assert sim.tasks(APPS[1]) != []  # other apps untouched
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_latency_delays_every_answer(sim: Simulator) -> None:
+    sim.set_faults(Faults(latency_seconds=0.3))
+    started = time.monotonic()
+    assert api(sim)["status"] == "0"
+    assert time.monotonic() - started >= 0.3
+    assert sim.stats()["faults_total"] == 0  # slow is not failed
+
+
+def test_api_code_fault_answers_that_code(sim: Simulator) -> None:
+    sim.set_faults(Faults(api_code="-6"))
+    assert_error(api(sim), "-6")
+
+
+def test_faults_apply_only_to_their_app_ids(sim: Simulator) -> None:
+    sim.set_faults(Faults(api_code="-50", app_ids=(APPS[1],)))
+    assert api(sim, app_id=APPS[0])["status"] == "0"
+    assert_error(api(sim, app_id=APPS[1]), "-50")
+
+
+def test_http_status_fault_answers_that_status(sim: Simulator) -> None:
+    sim.set_faults(Faults(http_status=429))
+    assert post(sim).status_code == 429
+
+
+def test_malformed_fault_answers_no_usable_page(sim: Simulator) -> None:
+    sim.set_faults(Faults(malformed=True))
+    for _ in range(8):
+        response = post(sim)
+        assert response.status_code == 200
+        try:
+            answer = response.json()
+        except ValueError:
+            continue
+        assert "data" not in answer
+
+
+def test_hang_fault_times_the_client_out(sim: Simulator) -> None:
+    sim.set_faults(Faults(hang_seconds=0.5))
+    with pytest.raises(requests.Timeout):
+        post(sim, timeout=0.1)
+
+
+def test_timeout_fault_drops_the_connection_instead_of_answering_late(sim: Simulator) -> None:
+    sim.fail_next(1, "timeout")
+    sim.set_faults(Faults(timeout_hang_seconds=0.1))
+    with pytest.raises(requests.ConnectionError):
+        post(sim, timeout=5)
+
+
+def test_timeout_counts_when_injected_not_when_it_ends(sim: Simulator) -> None:
+    sim.set_faults(Faults(hang_seconds=30))
+    with pytest.raises(requests.Timeout):
+        post(sim, timeout=0.2)
+    assert sim.stats()["faults"]["timeout"] == 1  # while the request still hangs
+
+
+@pytest.mark.parametrize("kind", ["http_5xx", "timeout", "garbage", "api_code"])
+def test_random_faults_inject_only_the_chosen_kind(sim: Simulator, kind: str) -> None:
+    sim.set_faults(Faults(random_fail_ratio=1.0, random_kinds=(kind,), timeout_hang_seconds=0.3))
+    failures = 0
+    for _ in range(3):
+        try:
+            response = post(sim, timeout=0.1)
+            failures += response.status_code >= 500 or "data" not in _json_or_empty(response)
+        except requests.RequestException:
+            failures += kind == "timeout"
+    stats = sim.stats()
+    assert failures == 3
+    assert stats["faults_total"] == 3
+    expected_kind = "http_status" if kind == "http_5xx" else kind
+    assert stats["faults"][expected_kind] == 3
+
+
+def _json_or_empty(response: requests.Response) -> dict[str, Any]:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def test_random_fail_ratio_fails_about_that_share(sim: Simulator) -> None:
+    sim.set_faults(Faults(random_fail_ratio=0.5, random_kinds=("api_code",)))
+    failed = sum(api(sim)["status"] != "0" for _ in range(60))
+    assert 15 <= failed <= 45
+    assert sim.stats()["faults_total"] == failed
+
+
+def test_latency_jitter_stays_within_its_bound(sim: Simulator) -> None:
+    sim.set_faults(Faults(latency_seconds=0.05, latency_jitter_seconds=0.1))
+    for _ in range(3):
+        started = time.monotonic()
+        api(sim)
+        assert 0.05 <= time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("kind", ["http_5xx", "garbage", "api_code"])
+def test_fail_next_fails_exactly_the_next_n_requests(sim: Simulator, kind: str) -> None:
+    sim.fail_next(2, kind)
+    answers = [_json_or_empty(post(sim)) for _ in range(4)]
+    assert [a.get("status") == "0" and "data" in a for a in answers] == [False, False, True, True]
+
+
+def test_fail_next_for_an_app_leaves_other_apps_alone(sim: Simulator) -> None:
+    sim.fail_next(1, "api_code", app_id=APPS[1], api_code="-6")
+    assert api(sim, app_id=APPS[0])["status"] == "0"
+    assert_error(api(sim, app_id=APPS[1]), "-6")
+    assert api(sim, app_id=APPS[1])["status"] == "0"
+
+
+def test_fail_next_http_status_can_be_any_error_status(sim: Simulator) -> None:
+    sim.fail_next(1, "http_5xx", http_status=429)
+    assert post(sim).status_code == 429
+    assert post(sim).status_code == 200
+
+
+def test_stats_count_every_injected_fault_exactly_once(make_sim: MakeSim) -> None:
+    sim = make_sim(seed=11)
+    sim.set_faults(
+        Faults(random_fail_ratio=0.4, timeout_hang_seconds=0.3, random_api_codes=("-5", "-6"))
+    )
+    seen_failures = 0
+    for _ in range(40):
+        try:
+            response = post(sim, timeout=0.15)
+        except requests.RequestException:
+            seen_failures += 1
+            continue
+        answer = _json_or_empty(response)
+        seen_failures += (
+            response.status_code != 200 or answer.get("status") != "0" or "data" not in answer
+        )
+    bad_sign = {**signed_headers(str(int(time.time()))), "Sign": "0" * 32}
+    assert_error(api(sim, headers=bad_sign), "-1")  # a real rejection, not a fault
+    stats = sim.stats()
+    assert stats["requests"] == 41
+    assert stats["faults_total"] == seen_failures == sum(stats["fault_codes"].values())
+    assert stats["answered"] == {"0": 40 - seen_failures, "-1": 1}
+    assert 0 < seen_failures < 40
+
+
+def test_faults_reject_invalid_settings() -> None:
+    for bad in (
+        {"random_fail_ratio": 1.5},
+        {"random_kinds": ("explode",)},
+        {"latency_seconds": -1},
+        {"http_status": 200},
+        {"api_code": "0"},
+        {"api_code": -5},
+    ):
+        with pytest.raises(ValueError):
+            Faults(**bad)
+
+
+# --------------------------------------------------------------------------- HTTP control
+
+
+def test_post_faults_sets_them_and_missing_fields_reset(sim: Simulator) -> None:
+    url = sim.base_url.replace("/aivoice", "/-/faults")
+    assert requests.post(url, json={"api_code": "-6", "latency_seconds": 0.01}, timeout=5).ok
+    assert_error(api(sim), "-6")
+    response = requests.post(url, json={"latency_seconds": 0.01}, timeout=5)
+    assert response.json()["api_code"] is None
+    assert api(sim)["status"] == "0"
+    assert requests.get(url, timeout=5).json() == Faults(latency_seconds=0.01).to_dict()
+
+
+@pytest.mark.parametrize("body", [{"no_such_fault": 1}, {"random_fail_ratio": "lots"}, [1]])
+def test_post_faults_rejects_bad_settings_with_400(sim: Simulator, body: Any) -> None:
+    url = sim.base_url.replace("/aivoice", "/-/faults")
+    response = requests.post(url, json=body, timeout=5)
+    assert response.status_code == 400 and response.json()["error"]
+    assert sim.faults == Faults()
+
+
+def test_post_fail_next_queues_faults(sim: Simulator) -> None:
+    url = sim.base_url.replace("/aivoice", "/-/fail-next")
+    assert requests.post(url, json={"n": 1, "kind": "http_5xx"}, timeout=5).ok
+    assert post(sim).status_code == 503
+    assert requests.post(url, json={"n": 1, "kind": "nope"}, timeout=5).status_code == 400
+
+
+def test_get_stats_returns_the_counters_as_json(sim: Simulator) -> None:
+    sim.fail_next(1, "api_code")
+    api(sim)
+    api(sim)
+    stats = requests.get(sim.base_url.replace("/aivoice", "/-/stats"), timeout=5).json()
+    assert stats == sim.stats()
+    assert (stats["requests"], stats["faults_total"], stats["fault_codes"]) == (2, 1, {"-5": 1})
+
+
+def test_healthy_endpoint_answers_200(sim: Simulator) -> None:
+    assert (
+        requests.get(sim.base_url.replace("/aivoice", "/-/healthy"), timeout=5).status_code == 200
+    )
+
+
+def test_unknown_path_is_404_and_get_on_the_api_is_405(sim: Simulator) -> None:
+    assert requests.post(f"{sim.base_url}/taskLists", timeout=5).status_code == 404
+    assert requests.get(f"{sim.base_url}/taskList", timeout=5).status_code == 405
+
+
+# --------------------------------------------------------------------------- lifecycle and CLI
+
+
+def test_stop_ends_hanging_requests_and_frees_the_port() -> None:
+    sim = Simulator(KEY, SECRET, APPS).start()
+    sim.set_faults(Faults(hang_seconds=60))
+    address = sim.address
+    try:
+        with pytest.raises(requests.Timeout):
+            post(sim, timeout=0.1)
+        started = time.monotonic()
+        sim.stop()
+        assert time.monotonic() - started < 2
+        with pytest.raises(OSError):
+            socket.create_connection(address, timeout=1).close()
+    finally:
+        sim.stop()
+
+
+def test_context_manager_starts_and_stops() -> None:
+    with Simulator(KEY, SECRET, APPS) as sim:
+        assert api(sim)["status"] == "0"
+        address = sim.address
+    with pytest.raises(OSError):
+        socket.create_connection(address, timeout=1).close()
+
+
+@pytest.fixture
+def simulator_process() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exporter.simulator", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if process.stdout:
+            process.stdout.close()
+
+
+def read_line(process: subprocess.Popen[str], timeout: float = 10) -> str:
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+        assert selector.select(timeout), "no output in time"
+    return process.stdout.readline()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_cli_listens_on_port_zero_and_exits_0_on_signal(
+    simulator_process: Callable[..., subprocess.Popen[str]], sig: signal.Signals
+) -> None:
+    process = simulator_process(
+        "--listen-address",
+        "127.0.0.1:0",
+        "--api-key",
+        KEY,
+        "--api-secret",
+        SECRET,
+        "--app-ids",
+        ",".join(APPS),
+        "--tasks-per-app",
+        "3",
+        "--page-size",
+        "2",
+    )
+    line = read_line(process)
+    match = re.fullmatch(r"listening on (http://127\.0\.0\.1:(\d+)/aivoice)\n", line)
+    assert match and int(match.group(2)) > 0, line
+    base_url = match.group(1)
+    timestamp = str(int(time.time()))
+    body = {"current": 1, "size": 100, "params": {"appId": APPS[1]}}
+    answer = requests.post(
+        f"{base_url}/taskList", json=body, headers=signed_headers(timestamp), timeout=5
+    ).json()
+    assert (answer["data"]["size"], answer["data"]["total"]) == (2, 3)
+    process.send_signal(sig)
+    assert process.wait(timeout=5) == 0
