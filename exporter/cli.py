@@ -148,11 +148,16 @@ def _run_once(config: Config) -> int:
     result: list[int] = []
 
     def poll() -> None:
-        snapshot = daemon.poll_once()
-        sys.stdout.buffer.write(daemon.published.exposition.text)
-        sys.stdout.flush()
-        result.append(0 if all(app.up for app in snapshot.apps) else 1)
-        received.put(0)
+        try:
+            snapshot = daemon.poll_once()
+            sys.stdout.buffer.write(daemon.published.exposition.text)
+            sys.stdout.flush()
+            result.append(0 if all(app.up for app in snapshot.apps) else 1)
+        except Exception:
+            log.exception("Poll crashed")
+            result.append(1)
+        finally:
+            received.put(0)
 
     threading.Thread(target=poll, daemon=True).start()
     while received.get() == signal.SIGHUP:
@@ -197,4 +202,4 @@ def _serve(
             log.info("Shutting down", extra={"signal": signal.Signals(signum).name})
             break
     daemon.stop()
-    return 0
+    return 1 if daemon.crashed else 0

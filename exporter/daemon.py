@@ -42,6 +42,7 @@ class Daemon:
             config, recorder=self.recorder, publish=self._publish, stop=self.stop_event
         )
         self._server: MetricsServer | None = None
+        self.crashed = False
         self._thread = threading.Thread(target=self._run_poller, name="poller", daemon=True)
 
     def serve(
@@ -105,6 +106,7 @@ class Daemon:
         except Exception:
             if not self.stop_event.is_set():
                 log.exception("Poller crashed; stopping")
+                self.crashed = True
                 self.stop_event.set()
 
     def _publish(self, snapshot: Snapshot) -> None:

@@ -45,7 +45,7 @@ TASK_INFO_LABELS = (
 class BuildInfoCollector:
     """The exporter's own version, for dashboards that join on it.
 
-    # HELP aivoice_exporter_build_info The exporter's version and the Python running it.
+    # HELP aivoice_exporter_build_info The exporter's version and the Python running it
     # TYPE aivoice_exporter_build_info gauge
     aivoice_exporter_build_info{python_version="3.11.7",version="0.1.0"} 1.0
     """
@@ -53,7 +53,7 @@ class BuildInfoCollector:
     def collect(self) -> Iterator[Metric]:
         yield InfoMetricFamily(
             "aivoice_exporter_build",
-            "The exporter's version and the Python running it.",
+            "The exporter's version and the Python running it",
             value={"version": __version__, "python_version": platform.python_version()},
         )
 
@@ -274,12 +274,12 @@ class ReloadCollector:
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "aivoice_config_last_reload_successful",
-            "1 if the latest config reload succeeded (start-up counts as one), else 0.",
+            "1 if the latest config reload succeeded (start-up counts as one), else 0",
             value=1.0 if self.status.successful else 0.0,
         )
         yield GaugeMetricFamily(
             "aivoice_config_last_reload_success_timestamp_seconds",
-            "When the config was last loaded successfully, in Unix seconds.",
+            "When the config was last loaded successfully, in Unix seconds",
             value=self.status.success_seconds,
         )
 
@@ -313,7 +313,9 @@ class Exposition:
 
     @classmethod
     def of(cls, text: bytes, openmetrics: bytes) -> Exposition:
-        return cls(gzip.compress(text), gzip.compress(openmetrics))
+        return cls(
+            gzip.compress(text, compresslevel=6), gzip.compress(openmetrics, compresslevel=6)
+        )
 
     def body(self, openmetrics: bool, gzipped: bool) -> bytes:
         compressed = self.openmetrics_gzip if openmetrics else self.text_gzip

@@ -1,0 +1,425 @@
+"""The dashboard and the rules against the real programs: simulator -> exporter -> Prometheus ->
+Alertmanager, all on 127.0.0.1 with ephemeral ports and temporary directories.
+
+Prometheus (Debian's 2.42 here) scrapes the exporter every second with rules.yml and a copy of
+alerts.yml whose `for:` is shortened, and alerts to Alertmanager. The stack starts once for the
+module; every wait polls with a deadline, and every process is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.test_dashboard import (
+    ALERTS,
+    EXPORTED_METRICS,
+    MAY_BE_EMPTY,
+    PROMETHEUS_SERIES,
+    RULES,
+    load_dashboard,
+    recorded_names,
+    targets,
+    used_metric_names,
+    variable_queries,
+)
+
+API_KEY = "e2eKey01"
+API_SECRET = "e2e-secret-value"
+APP_IDS = ("APP1", "APP2")
+JOB = "aivoice"
+# What Grafana would put in place of the dashboard's variables ("All" apps and statuses).
+VARIABLES = {
+    "job": JOB,
+    "app_id": "|".join(APP_IDS),
+    "status": ".*",
+    "__rate_interval": "1m",
+    "__interval": "1s",
+    "__range": "5m",
+}
+STARTUP_TIMEOUT = 30.0
+DATA_TIMEOUT = 45.0
+ALERT_TIMEOUT = 60.0
+_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
+
+
+def require_binary(*names: str) -> str:
+    """Path of the first of `names` found; missing fails in CI (the test command installs it)."""
+    for name in names:
+        path = shutil.which(name) or (
+            f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None
+        )
+        if path:
+            return path
+    message = (
+        f"{' or '.join(names)} not found (Debian packages prometheus, prometheus-alertmanager)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    """A port for programs that cannot report the one they bound (Prometheus, Alertmanager)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def substitute(expr: str) -> str:
+    """The dashboard's variables replaced as Grafana would; an unknown one is an error."""
+    return _VARIABLE.sub(lambda m: VARIABLES[m.group(1) or m.group(2)], expr)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    result: Any = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException):
+            result = check()
+            if result:
+                return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {result!r}")
+
+
+@dataclass
+class Process:
+    """A child process with its output collected line by line."""
+
+    name: str
+    popen: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, name: str, command: list[str], cwd: Path) -> Process:
+        popen = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+        process = cls(name, popen)
+        threading.Thread(target=process._collect, daemon=True).start()
+        return process
+
+    def _collect(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for_line(self, pattern: str, timeout: float = STARTUP_TIMEOUT) -> re.Match[str]:
+        regex = re.compile(pattern)
+
+        def found() -> re.Match[str] | None:
+            if self.popen.poll() is not None:
+                raise AssertionError(f"{self.name} exited {self.popen.returncode}:\n{self.log()}")
+            return next((m for m in map(regex.search, list(self.lines)) if m), None)
+
+        return wait_for(found, timeout, f"{self.name} to log {pattern!r}")
+
+    def log(self, last: int = 40) -> str:
+        return "\n".join(self.lines[-last:])
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+
+
+@dataclass
+class Stack:
+    simulator_url: str
+    exporter_url: str
+    prometheus_url: str
+    alertmanager_url: str
+    processes: dict[str, Process]
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name}\n{p.log()}" for name, p in self.processes.items())
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """Instant query; a PromQL error fails with Prometheus' message."""
+        response = requests.get(
+            f"{self.prometheus_url}/api/v1/query", params={"query": promql}, timeout=10
+        )
+        body = response.json()
+        assert response.status_code == 200 and body["status"] == "success", (promql, body)
+        return body["data"]["result"]
+
+    def query_range(self, promql: str, seconds: int = 60) -> list[dict[str, Any]]:
+        end = time.time()
+        response = requests.get(
+            f"{self.prometheus_url}/api/v1/query_range",
+            params={"query": promql, "start": end - seconds, "end": end, "step": 1},
+            timeout=10,
+        )
+        body = response.json()
+        assert response.status_code == 200 and body["status"] == "success", (promql, body)
+        return body["data"]["result"]
+
+    def set_faults(self, **faults: Any) -> None:
+        response = requests.post(f"{self.simulator_url}/-/faults", json=faults, timeout=5)
+        response.raise_for_status()
+
+
+def shortened_alerts(path: Path) -> Path:
+    """A copy of alerts.yml with every `for:` cut to 1s, so the test waits seconds, not minutes."""
+    document = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    for group in document["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = "1s"
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    prometheus = require_binary("prometheus")
+    alertmanager = require_binary("prometheus-alertmanager", "alertmanager")
+    work = tmp_path_factory.mktemp("e2e")
+    processes: dict[str, Process] = {}
+    try:
+        processes["simulator"] = simulator = Process.start(
+            "simulator",
+            [
+                sys.executable,
+                "-m",
+                "exporter.simulator",
+                "--listen-address",
+                "127.0.0.1:0",
+                "--api-key",
+                API_KEY,
+                "--api-secret",
+                API_SECRET,
+                "--app-ids",
+                ",".join(APP_IDS),
+                "--seed",
+                "3",
+            ],
+            work,
+        )
+        base_url = simulator.wait_for_line(r"listening on (\S+)").group(1)
+        config = {
+            "api": {"base_url": base_url, "timeout_seconds": 2, "max_requests_per_second": 100},
+            "poll": {"interval_seconds": 1, "stale_after_seconds": 60},
+            "accounts": [{"api_key": API_KEY, "api_secret": API_SECRET, "app_ids": list(APP_IDS)}],
+        }
+        (work / "exporter.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        processes["exporter"] = exporter = Process.start(
+            "exporter",
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "--config.file",
+                str(work / "exporter.yaml"),
+                "--web.listen-address",
+                "127.0.0.1:0",
+            ],
+            work,
+        )
+        exporter_address = exporter.wait_for_line(r'msg="?Listening"? address=(\S+)').group(1)
+
+        am_port = free_port()
+        (work / "alertmanager.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "route": {"receiver": "nobody", "group_wait": "1s", "group_interval": "1s"},
+                    "receivers": [{"name": "nobody"}],
+                }
+            ),
+            encoding="utf-8",
+        )
+        processes["alertmanager"] = Process.start(
+            "alertmanager",
+            [
+                alertmanager,
+                f"--config.file={work / 'alertmanager.yml'}",
+                f"--storage.path={work / 'alertmanager-data'}",
+                f"--web.listen-address=127.0.0.1:{am_port}",
+                "--cluster.listen-address=",
+            ],
+            work,
+        )
+
+        prom_port = free_port()
+        shutil.copy(RULES, work / "rules.yml")
+        shortened_alerts(work / "alerts.yml")
+        (work / "prometheus.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": ["rules.yml", "alerts.yml"],
+                    "alerting": {
+                        "alertmanagers": [
+                            {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}
+                        ]
+                    },
+                    "scrape_configs": [
+                        {"job_name": JOB, "static_configs": [{"targets": [exporter_address]}]}
+                    ],
+                }
+            ),
+            encoding="utf-8",
+        )
+        processes["prometheus"] = Process.start(
+            "prometheus",
+            [
+                prometheus,
+                f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            work,
+        )
+        running = Stack(
+            simulator_url=base_url.removesuffix("/aivoice"),
+            exporter_url=f"http://{exporter_address}",
+            prometheus_url=f"http://127.0.0.1:{prom_port}",
+            alertmanager_url=f"http://127.0.0.1:{am_port}",
+            processes=processes,
+        )
+        for name, url in (
+            ("alertmanager", running.alertmanager_url),
+            ("prometheus", running.prometheus_url),
+        ):
+
+            def ready(url: str = url, name: str = name) -> bool:
+                if processes[name].popen.poll() is not None:
+                    raise AssertionError(f"{name} exited:\n{processes[name].log()}")
+                return requests.get(f"{url}/-/ready", timeout=2).status_code == 200
+
+            wait_for(ready, STARTUP_TIMEOUT, f"{name} to be ready")
+        wait_for(
+            lambda: running.query(f'up{{job="{JOB}"}} == 1'), STARTUP_TIMEOUT, "the first scrape"
+        )
+        yield running
+    finally:
+        for process in reversed(processes.values()):
+            process.stop()
+
+
+def test_prometheus_loads_every_rule_and_evaluates_it_without_error(stack: Stack) -> None:
+    def rules() -> list[dict[str, Any]]:
+        response = requests.get(f"{stack.prometheus_url}/api/v1/rules", timeout=10)
+        found = [r for g in response.json()["data"]["groups"] for r in g["rules"]]
+        return (
+            found
+            if found and all(r.get("lastEvaluation", "").startswith("2") for r in found)
+            else []
+        )
+
+    found = wait_for(rules, DATA_TIMEOUT, "every rule to be evaluated")
+    assert {r["name"] for r in found if r["type"] == "recording"} == recorded_names()
+    broken = {r["name"]: r.get("lastError") for r in found if r["health"] != "ok"}
+    assert not broken, broken
+
+
+def test_every_dashboard_query_runs_and_each_panel_shows_data(stack: Stack) -> None:
+    pending = {}
+    for panel, target in targets(load_dashboard()):
+        promql = substitute(target["expr"])
+        stack.query_range(promql)  # a query that does not parse fails here, with its error
+        stack.query(promql)
+        if panel["title"] not in MAY_BE_EMPTY:
+            pending[f"{panel['title']} {target['refId']}"] = promql
+    # Rates need a few scrapes: one deadline for all the queries that should show data.
+    deadline = time.monotonic() + DATA_TIMEOUT
+    while pending and time.monotonic() < deadline:
+        pending = {name: q for name, q in pending.items() if not stack.query(q)}
+        time.sleep(0.5 if pending else 0)
+    assert not pending, "queries without data:\n" + "\n".join(
+        f"{name}: {q}" for name, q in pending.items()
+    )
+
+
+def test_template_variables_list_the_stacks_job_apps_and_statuses(stack: Stack) -> None:
+    expected = {"job": {JOB}, "app_id": set(APP_IDS), "status": {"IN_PROCESS", "COMPLETED"}}
+    for name, query in variable_queries(load_dashboard()).items():
+        selector, label = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query).groups()  # type: ignore[union-attr]
+        response = requests.get(
+            f"{stack.prometheus_url}/api/v1/label/{label}/values",
+            params={"match[]": substitute(selector)},
+            timeout=10,
+        )
+        assert set(response.json()["data"]) >= expected[name], (name, response.json())
+
+
+def test_every_metric_the_dashboard_and_rules_use_is_on_the_exporters_metrics(
+    stack: Stack,
+) -> None:
+    text = requests.get(f"{stack.exporter_url}/metrics", timeout=10).text
+    served = {
+        sample.name for family in text_string_to_metric_families(text) for sample in family.samples
+    }
+    used = set(used_metric_names()) - recorded_names() - PROMETHEUS_SERIES
+    assert used <= EXPORTED_METRICS  # the contract, as tests/test_dashboard.py checks it
+    missing = sorted(used - served)
+    assert not missing, f"used by the dashboard or rules but not served: {missing}"
+
+
+def test_authentication_failure_fires_in_prometheus_and_reaches_alertmanager(stack: Stack) -> None:
+    stack.set_faults(api_code="-1")
+    try:
+
+        def firing() -> list[dict[str, Any]]:
+            response = requests.get(f"{stack.prometheus_url}/api/v1/alerts", timeout=10)
+            return [
+                a
+                for a in response.json()["data"]["alerts"]
+                if a["labels"]["alertname"] == "AivoiceAuthenticationFailing"
+                and a["state"] == "firing"
+            ]
+
+        alerts = wait_for(firing, ALERT_TIMEOUT, "AivoiceAuthenticationFailing to fire")
+        assert {a["labels"]["app_id"] for a in alerts} == set(APP_IDS)
+        assert {a["labels"]["code"] for a in alerts} == {"-1"}
+        assert all(a["labels"]["severity"] == "critical" for a in alerts)
+
+        def received() -> list[dict[str, Any]]:
+            response = requests.get(
+                f"{stack.alertmanager_url}/api/v2/alerts",
+                params={"filter": 'alertname="AivoiceAuthenticationFailing"'},
+                timeout=10,
+            )
+            return [a for a in response.json() if a["status"]["state"] == "active"]
+
+        delivered = wait_for(received, ALERT_TIMEOUT, "the alert to reach Alertmanager")
+        assert {a["labels"]["app_id"] for a in delivered} == set(APP_IDS)
+        for alert in delivered:
+            assert alert["labels"]["job"] == JOB
+            assert alert["annotations"]["runbook_url"].endswith("#aivoiceauthenticationfailing")
+            assert "code -1" in alert["annotations"]["summary"]
+
+        # The dashboard's errors panel, empty while healthy, now shows the code.
+        errors = next(t for p, t in targets(load_dashboard()) if p["title"] == "API errors by code")
+        result = wait_for(lambda: stack.query(substitute(errors["expr"])), DATA_TIMEOUT, "errors")
+        assert {r["metric"]["code"] for r in result} == {"-1"}
+    finally:
+        stack.set_faults()

@@ -1,0 +1,155 @@
+"""The Prometheus rules and example configs, checked by promtool and amtool themselves.
+
+`promtool test rules prometheus/tests/*.yml` holds the behaviour (each alert fires when it must,
+with its labels and annotations, and stays quiet when it must not); this file runs it, and checks
+the conventions promtool cannot: every alert covered both ways, severities, runbook links.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMETHEUS_DIR = ROOT / "prometheus"
+RULES = PROMETHEUS_DIR / "rules.yml"
+ALERTS = PROMETHEUS_DIR / "alerts.yml"
+UNIT_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
+README = ROOT / "README.md"
+RUNBOOK_BASE = "https://github.com/aivoice-exporter/aivoice-exporter/blob/main/README.md#"
+SEVERITIES = frozenset({"critical", "warning", "info"})
+ISSUE_ALERTS = frozenset(
+    {
+        "AivoiceExporterDown",
+        "AivoiceAppPollsFailing",
+        "AivoiceDataStale",
+        "AivoiceAuthenticationFailing",
+        "AivoiceClockSkew",
+        "AivoiceIpNotAllowed",
+        "AivoiceAppMissing",
+        "AivoiceApiErrorRatioHigh",
+        "AivoiceTaskStalled",
+        "AivoiceTaskFinishedLowCompletion",
+    }
+)
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; a missing tool fails in CI (it must be installed there) and skips here."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not found on PATH (Debian package: prometheus / prometheus-alertmanager)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, (
+        f"{' '.join(result.args)} exited {result.returncode}\n"
+        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    )
+
+
+def alerting_rules() -> dict[str, dict[str, Any]]:
+    groups = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
+    return {rule["alert"]: rule for group in groups for rule in group["rules"]}
+
+
+def unit_test_cases() -> list[dict[str, Any]]:
+    """Every alert_rule_test entry of every promtool unit test file."""
+    cases = []
+    for path in UNIT_TESTS:
+        for test in yaml.safe_load(path.read_text(encoding="utf-8"))["tests"]:
+            cases.extend(test.get("alert_rule_test", []))
+    return cases
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_recording_rules_pass_promtool_check() -> None:
+    assert_ok(run(require_tool("promtool"), "check", "rules", str(RULES)))
+
+
+def test_alerting_rules_pass_promtool_check() -> None:
+    assert_ok(run(require_tool("promtool"), "check", "rules", str(ALERTS)))
+
+
+def test_promtool_unit_tests_pass() -> None:
+    assert UNIT_TESTS
+    assert_ok(run(require_tool("promtool"), "test", "rules", *map(str, UNIT_TESTS)))
+
+
+def test_example_prometheus_config_is_valid_and_loads_both_rule_files() -> None:
+    result = run(
+        require_tool("promtool"), "check", "config", str(PROMETHEUS_DIR / "prometheus.yml")
+    )
+    assert_ok(result)
+    assert "2 rule files found" in result.stdout + result.stderr
+
+
+def test_example_alertmanager_config_is_valid() -> None:
+    amtool = require_tool("amtool")
+    assert_ok(run(amtool, "check-config", str(PROMETHEUS_DIR / "alertmanager.yml")))
+
+
+def test_alerts_include_every_alert_issue_3_asks_for() -> None:
+    assert set(alerting_rules()) >= ISSUE_ALERTS
+
+
+def test_every_alert_has_severity_summary_description_and_its_runbook() -> None:
+    for name, rule in alerting_rules().items():
+        assert rule["labels"]["severity"] in SEVERITIES, name
+        annotations = rule["annotations"]
+        assert set(annotations) == {"summary", "description", "runbook_url"}, name
+        assert "{{" in annotations["summary"] + annotations["description"], name
+        assert annotations["runbook_url"] == RUNBOOK_BASE + github_anchor(name), name
+
+
+def test_every_alert_has_a_unit_test_that_fires_and_one_that_does_not() -> None:
+    cases = unit_test_cases()
+    for name, rule in alerting_rules().items():
+        mine = [case for case in cases if case["alertname"] == name]
+        firing = [alert for case in mine for alert in case.get("exp_alerts") or []]
+        assert firing, f"{name}: no unit test where it fires"
+        assert any(not case.get("exp_alerts") for case in mine), f"{name}: no quiet case"
+        for alert in firing:
+            assert alert["exp_labels"]["severity"] == rule["labels"]["severity"], name
+            assert set(alert["exp_annotations"]) == set(rule["annotations"]), name
+
+
+def test_recording_rules_are_named_level_metric_operations() -> None:
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    for rule in (rule for group in groups for rule in group["rules"]):
+        assert "alert" not in rule
+        assert re.fullmatch(r"[a-z_]+:aivoice_[a-z0-9_]+:[a-z0-9_]+", rule["record"]), rule
+
+
+def test_readme_has_a_runbook_section_for_every_alert() -> None:
+    anchors = set()
+    in_code = False
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif line.startswith("#") and not in_code:
+            anchors.add(github_anchor(line.lstrip("#")))
+    missing = sorted(name for name in alerting_rules() if github_anchor(name) not in anchors)
+    assert not missing, f"README.md has no section for: {missing}"
