@@ -28,6 +28,7 @@ from exporter.config import (
 )
 from exporter.daemon import Daemon
 from exporter.server import WebSecurity
+from exporter.webconfig import load_web_config
 
 if TYPE_CHECKING:
     from exporter.simulator import Simulator
@@ -116,9 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _web_security(path: str | None) -> WebSecurity | None:
     if path is None:
         return None
-    from exporter.webconfig import load_web_config
-
-    return load_web_config(path)
+    web = load_web_config(path)
+    for note in web.notes:
+        log.warning(note, extra={"file": path})
+    log.info("Web security", extra={"web": web.describe()})
+    return web
 
 
 def _start_demo() -> tuple[Simulator, Config]:

@@ -101,20 +101,26 @@ def mask(secret: str) -> str:
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate a YAML config file; every failure is a one-line `ConfigError`."""
+    data = read_yaml(path, "", "config file")
+    return parse_config(data, os.environ if environ is None else environ)
+
+
+def read_yaml(path: str | os.PathLike[str], field: str, what: str) -> Any:
+    """A YAML file's document; unreadable files and bad syntax become a `ConfigError`."""
+    shown = os.fspath(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
-        raise ConfigError(
-            "", f"cannot read config file {os.fspath(path)}: {err.strerror}"
-        ) from None
+        raise ConfigError(field, f"cannot read {what} {shown}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(field, f"{what} {shown} is not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ConfigError("", f"{os.fspath(path)}: {problem}{at}") from None
-    return parse_config(data, os.environ if environ is None else environ)
+        raise ConfigError(field, f"{shown}: {problem}{at}") from None
 
 
 def parse_config(data: Any, environ: Mapping[str, str]) -> Config:

@@ -1,0 +1,868 @@
+"""The shipping files agree with the code and with each other.
+
+There is no Docker engine in CI, so instead of building the image these tests do what its
+Dockerfile does (copy the same sources, build the same wheel, install it into a fresh venv, run
+the same ENTRYPOINT + CMD and HEALTHCHECK) and check that docker-compose.yml, the Prometheus and
+Grafana files it mounts, and the systemd unit wire the same names, paths and ports.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import fnmatch
+import importlib.metadata
+import importlib.util
+import json
+import os
+import queue
+import re
+import select
+import shlex
+import shutil
+import signal
+import site
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from exporter.config import parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE = ROOT / "docker-compose.yml"
+UNIT = ROOT / "deploy" / "aivoice-exporter.service"
+HEALTHCHECK = ROOT / "deploy" / "docker" / "healthcheck.py"
+EXPORTER_PORT = 10188
+# What the third-party images listen on unless told otherwise.
+IMAGE_PORTS = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000}
+
+
+# --- reading the Dockerfile ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+
+    def exec_form(self) -> list[str]:
+        value = json.loads(self.args)
+        assert isinstance(value, list) and all(isinstance(v, str) for v in value), self
+        return value
+
+
+def dockerfile_stages() -> list[list[Instruction]]:
+    """Instructions grouped by stage; continuation lines joined, comments dropped."""
+    stages: list[list[Instruction]] = []
+    logical = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not logical and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            logical += line[:-1] + " "
+            continue
+        logical += line
+        keyword, _, args = logical.partition(" ")
+        instruction = Instruction(keyword.upper(), args.strip())
+        if instruction.keyword == "FROM":
+            stages.append([])
+        stages[-1].append(instruction)
+        logical = ""
+    return stages
+
+
+def only(stage: list[Instruction], keyword: str) -> Instruction:
+    found = [i for i in stage if i.keyword == keyword]
+    assert len(found) == 1, f"want exactly one {keyword}, got {found}"
+    return found[0]
+
+
+def copy_args(instruction: Instruction) -> tuple[list[str], list[str], str]:
+    """COPY [--flags] src... dest -> (flags, sources, dest)."""
+    words = shlex.split(instruction.args)
+    flags = [w for w in words if w.startswith("--")]
+    paths = [w for w in words if not w.startswith("--")]
+    return flags, paths[:-1], paths[-1]
+
+
+def runtime_stage() -> list[Instruction]:
+    return dockerfile_stages()[-1]
+
+
+def builder_stage() -> list[Instruction]:
+    return dockerfile_stages()[0]
+
+
+def dockerignored(path: str) -> bool:
+    """Enough of .dockerignore's matching (Go filepath.Match, `**`, parents) for our patterns."""
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    parts = Path(path.rstrip("/")).parts
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pattern in patterns:
+        bare = pattern.removeprefix("**/")
+        for candidate in candidates:
+            tails = ["/".join(Path(candidate).parts[j:]) for j in range(len(Path(candidate).parts))]
+            if fnmatch.fnmatchcase(candidate, pattern) or (
+                pattern.startswith("**/") and any(fnmatch.fnmatchcase(t, bare) for t in tails)
+            ):
+                return True
+    return False
+
+
+# --- the wheel the image installs, in a fresh venv ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Installed:
+    venv: Path
+    wheel: Path
+    bin: Path
+
+    def entrypoint(self) -> list[str]:
+        """The image's ENTRYPOINT, resolved against the venv as PATH resolves it in the image."""
+        first, *rest = only(runtime_stage(), "ENTRYPOINT").exec_form()
+        return [str(self.bin / first), *rest]
+
+
+def _build_context_like_the_builder(dest_root: Path) -> Path:
+    """Copy what the builder stage COPYs to where it COPYs it; return its WORKDIR."""
+    workdir = dest_root
+    for instruction in builder_stage():
+        if instruction.keyword == "WORKDIR":
+            workdir = dest_root / instruction.args.lstrip("/")
+            workdir.mkdir(parents=True, exist_ok=True)
+        elif instruction.keyword == "COPY":
+            flags, sources, dest = copy_args(instruction)
+            assert not flags, "the builder copies from the build context only"
+            target = workdir / dest if not dest.startswith("/") else dest_root / dest.lstrip("/")
+            for source in sources:
+                src = ROOT / source
+                assert src.exists(), f"Dockerfile copies {source}, which is missing"
+                if src.is_dir():
+                    shutil.copytree(src, target, dirs_exist_ok=True, ignore=_pycache)
+                else:
+                    target.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, target / src.name)
+    return workdir
+
+
+def _can_build_wheels() -> bool:
+    """setuptools builds wheels itself from 70.1; before that it needs the `wheel` package."""
+    try:
+        import setuptools
+    except ImportError:
+        return False
+    version = tuple(int(p) for p in re.findall(r"\d+", setuptools.__version__)[:2])
+    return version >= (70, 1) or importlib.util.find_spec("wheel") is not None
+
+
+def _pycache(_dir: str, names: list[str]) -> list[str]:
+    return [n for n in names if n == "__pycache__" or n.endswith(".pyc")]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    tmp = tmp_path_factory.mktemp("image")
+    src = _build_context_like_the_builder(tmp / "builder")
+    wheels = tmp / "wheels"
+    # The builder runs `pip wheel --no-deps` with build isolation. Here, skip the isolation (and
+    # the download of setuptools it costs) when this environment can build wheels already.
+    isolation = ["--no-build-isolation"] if _can_build_wheels() else []
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *isolation,
+         "--wheel-dir", str(wheels), str(src)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    (wheel,) = wheels.glob("aivoice_exporter-*.whl")
+    venv = tmp / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
+    venv_python = venv / "bin" / "python"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv_python), "install", "--quiet",
+         "--no-deps", "--no-index", str(wheel)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    # Dependencies from this test run's environment, behind the venv's own site-packages, so the
+    # exporter itself can only come from the wheel.
+    purelib = subprocess.run(
+        [str(venv_python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    (Path(purelib) / "_test_dependencies.pth").write_text("\n".join(site.getsitepackages()))
+    return Installed(venv=venv, wheel=wheel, bin=venv / "bin")
+
+
+def _clean_env() -> dict[str, str]:
+    """This process's environment minus what would let the repo's own copy leak in."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
+def _run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        env=_clean_env() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_console_script_is_installed_from_the_wheel(installed: Installed, tmp_path: Path) -> None:
+    assert (installed.bin / "aivoice-exporter").is_file()
+    found = _run(
+        [str(installed.bin / "python"), "-c", "import exporter; print(exporter.__file__)"],
+        tmp_path,
+    )
+    assert found.returncode == 0, found.stderr
+    assert Path(found.stdout.strip()).is_relative_to(installed.venv)
+
+
+def test_image_command_runs_from_the_wheel(installed: Installed, tmp_path: Path) -> None:
+    command = [*installed.entrypoint(), *only(runtime_stage(), "CMD").exec_form(), "--help"]
+    result = _run(command, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "--web.listen-address" in result.stdout
+    assert "--web.config.file" in result.stdout
+
+
+def test_image_entrypoint_serves_and_passes_the_healthcheck(
+    installed: Installed, tmp_path: Path
+) -> None:
+    env = _clean_env()
+    process = subprocess.Popen(
+        [*installed.entrypoint(), "--demo", "--web.listen-address=127.0.0.1:0"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr or ()])
+    reader.start()
+    try:
+        address = _wait_for_listening(lines, process)
+        check = _run(
+            [str(installed.bin / "python"), str(HEALTHCHECK)],
+            tmp_path,
+            env={**env, "AIVOICE_HEALTHCHECK_URL": f"http://{address}/-/healthy"},
+        )
+        assert check.returncode == 0, check.stderr
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+            assert b"aivoice_exporter_build_info" in response.read()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+        reader.join(5)
+
+
+def _wait_for_listening(lines: queue.Queue[str], process: subprocess.Popen[str]) -> str:
+    seen: list[str] = []
+    while True:
+        try:
+            line = lines.get(timeout=30)
+        except queue.Empty:
+            pytest.fail(f"no Listening line within 30 s; stderr so far: {seen}")
+        seen.append(line)
+        match = re.search(r'msg="?Listening"?.*\baddress=(\S+)', line)
+        if match:
+            return match.group(1).strip('"')
+        if process.poll() is not None and lines.empty():
+            pytest.fail(f"exporter exited {process.returncode}: {seen}")
+
+
+def test_wheel_ships_the_simulator_the_compose_file_runs(
+    installed: Installed, tmp_path: Path
+) -> None:
+    result = _run([str(installed.bin / "python"), "-m", "exporter.simulator", "--help"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    for flag in _compose_flags(_service("simulator")["command"]):
+        assert flag in result.stdout, f"compose passes {flag}, the simulator does not take it"
+
+
+def test_wheel_declares_every_third_party_import(installed: Installed) -> None:
+    """The image gets only what the wheel pulls in; an import it lacks fails in production."""
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        (metadata,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+        lines = wheel.read(metadata).decode().splitlines()
+    declared = _with_dependencies(
+        {
+            line.removeprefix("Requires-Dist: ")
+            for line in lines
+            if line.startswith("Requires-Dist: ")
+        }
+    )
+    distributions = importlib.metadata.packages_distributions()
+    for module in sorted(_third_party_imports(ROOT / "exporter")):
+        names = {_normalise(d) for d in distributions.get(module, [module])}
+        assert names & declared, f"exporter imports {module}; the wheel does not require it"
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _with_dependencies(requirements: set[str]) -> set[str]:
+    """Distribution names the requirements install (not extras), transitive ones included."""
+    found: set[str] = set()
+    todo = [r for r in requirements if "extra ==" not in r]
+    while todo:
+        name = _normalise(re.split(r"[ ;<>=!~\[(]", todo.pop())[0])
+        if name in found:
+            continue
+        found.add(name)
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            todo.extend(r for r in importlib.metadata.requires(name) or [] if "extra ==" not in r)
+    return found
+
+
+def _third_party_imports(package: Path) -> set[str]:
+    found: set[str] = set()
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"exporter", "__future__"}
+
+
+# --- the Dockerfile itself ----------------------------------------------------------------------
+
+
+def test_dockerfile_is_multi_stage_on_python_slim() -> None:
+    stages = dockerfile_stages()
+    assert len(stages) >= 2
+    assert stages[0][0].args.split()[-2:] == ["AS", "builder"]
+    assert stages[-1][0].args == "python:3.11-slim"
+
+
+def test_builder_output_is_what_the_runtime_installs() -> None:
+    run = " ".join(i.args for i in builder_stage() if i.keyword == "RUN")
+    wheel_dir = re.search(r"pip wheel .*--wheel-dir (\S+)", run)
+    assert wheel_dir, "the builder must build a wheel"
+    copies = [copy_args(i) for i in runtime_stage() if i.keyword == "COPY"]
+    from_builder = [(src, dest) for flags, src, dest in copies if "--from=builder" in flags]
+    assert from_builder == [([wheel_dir.group(1)], "/tmp/wheels")]
+    install = " ".join(i.args for i in runtime_stage() if i.keyword == "RUN")
+    assert "pip install /tmp/wheels/*.whl" in install
+
+
+def test_runtime_runs_as_a_non_root_user() -> None:
+    user = only(runtime_stage(), "USER").args
+    assert user.split(":")[0] not in ("root", "0", "")
+
+
+def test_entrypoint_and_cmd_are_exec_form() -> None:
+    assert only(runtime_stage(), "ENTRYPOINT").exec_form() == ["aivoice-exporter"]
+    assert only(runtime_stage(), "CMD").exec_form() == [
+        "--config.file=/etc/aivoice-exporter/config.yaml"
+    ]
+
+
+def test_exposed_port_is_the_default_listen_port() -> None:
+    from exporter.cli import DEFAULT_PORT
+
+    assert DEFAULT_PORT == EXPORTER_PORT
+    assert only(runtime_stage(), "EXPOSE").args == str(DEFAULT_PORT)
+    env = " ".join(i.args for i in runtime_stage() if i.keyword == "ENV")
+    url = re.search(r"AIVOICE_HEALTHCHECK_URL=(\S+)", env)
+    assert url and urlsplit(url.group(1)).port == DEFAULT_PORT
+    assert urlsplit(url.group(1)).path == "/-/healthy"
+    assert url.group(1) == _load_healthcheck().DEFAULT_URL
+
+
+def test_healthcheck_runs_a_script_the_image_copies() -> None:
+    check = only(runtime_stage(), "HEALTHCHECK").args
+    command = json.loads(check[check.index("CMD") + 3 :])
+    copies = {dest: src for _, (src, *_), dest in map(copy_args, _copies(runtime_stage()))}
+    assert command[0] == "python"
+    assert copies[command[1]] == str(HEALTHCHECK.relative_to(ROOT))
+
+
+def test_copied_sources_exist_and_are_not_dockerignored() -> None:
+    for stage in dockerfile_stages():
+        for instruction in _copies(stage):
+            flags, sources, _ = copy_args(instruction)
+            if any(f.startswith("--from=") for f in flags):
+                continue
+            for source in sources:
+                assert (ROOT / source).exists(), source
+                assert not dockerignored(source), f"{source} is copied but .dockerignore drops it"
+
+
+@pytest.mark.parametrize("path", [".git", ".venv", "exporter/__pycache__", "tests", "config.yaml"])
+def test_dockerignore_keeps_junk_and_secrets_out_of_the_context(path: str) -> None:
+    assert dockerignored(path)
+
+
+def _copies(stage: list[Instruction]) -> list[Instruction]:
+    return [i for i in stage if i.keyword == "COPY"]
+
+
+# --- the healthcheck script ---------------------------------------------------------------------
+
+
+def _load_healthcheck() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("aivoice_healthcheck", HEALTHCHECK)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def answering() -> Iterator[str]:
+    """A loopback server answering GET /<status> with that status."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(int(self.path.strip("/")))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize(
+    ("status", "healthy"), [(200, True), (401, True), (404, False), (503, False)]
+)
+def test_healthcheck_judges_the_answer(answering: str, status: int, healthy: bool) -> None:
+    assert _load_healthcheck().probe(f"{answering}/{status}", timeout=5) is healthy
+
+
+@dataclass(frozen=True)
+class TLSListener:
+    url: str
+    cert_file: Path  # self-signed: also the client certificate the server trusts
+    key_file: Path
+
+
+@pytest.fixture
+def tls_answering(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[TLSListener]:
+    """HTTPS on loopback with a self-signed certificate; `indirect` True demands client certs."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl CLI")
+    pem, key = tmp_path / "self.pem", tmp_path / "self.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(pem), "-days", "1", "-subj", "/CN=self",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pem, key)
+    if request.param:
+        context.load_verify_locations(cafile=pem)
+        context.verify_mode = ssl.CERT_REQUIRED
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # the refused handshake
+
+    server = Server(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield TLSListener(f"https://127.0.0.1:{server.server_address[1]}/-/healthy", pem, key)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("tls_answering", [False], ids=["tls"], indirect=True)
+def test_healthcheck_probes_a_tls_listener(tls_answering: TLSListener) -> None:
+    assert _load_healthcheck().probe(tls_answering.url, timeout=5)
+
+
+@pytest.mark.parametrize("tls_answering", [True], ids=["mtls"], indirect=True)
+def test_healthcheck_presents_the_client_cert_it_is_given(tls_answering: TLSListener) -> None:
+    healthcheck = _load_healthcheck()
+    assert not healthcheck.probe(tls_answering.url, timeout=5)
+    cert, key = str(tls_answering.cert_file), str(tls_answering.key_file)
+    assert healthcheck.probe(tls_answering.url, timeout=5, cert_file=cert, key_file=key)
+
+
+@pytest.mark.parametrize("tls_answering", [False], ids=["tls"], indirect=True)
+def test_healthcheck_plain_http_to_a_tls_port_is_unhealthy(tls_answering: TLSListener) -> None:
+    assert not _load_healthcheck().probe(tls_answering.url.replace("https:", "http:"), timeout=5)
+
+
+def test_healthcheck_exits_1_when_nothing_listens(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/-/healthy"
+        result = _run(
+            [sys.executable, str(HEALTHCHECK)],
+            tmp_path,
+            env={**os.environ, "AIVOICE_HEALTHCHECK_URL": url},
+        )
+    assert result.returncode == 1
+    assert "unhealthy" in result.stderr
+
+
+# --- docker-compose.yml -------------------------------------------------------------------------
+
+
+def _compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def _service(name: str) -> dict[str, Any]:
+    return _compose()["services"][name]
+
+
+def _compose_flags(command: list[str]) -> dict[str, str]:
+    """`--a=b` and `--a b` -> {"--a": "b"}; bare flags map to ""."""
+    flags: dict[str, str] = {}
+    i = 0
+    while i < len(command):
+        word = command[i]
+        name, eq, value = word.partition("=")
+        if not eq and i + 1 < len(command) and not command[i + 1].startswith("--"):
+            value, i = command[i + 1], i + 1
+        flags[name] = value
+        i += 1
+    return flags
+
+
+def _bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> repo path for the service's bind mounts."""
+    mounts: dict[str, Path] = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = volume.split(":")
+        if source.startswith((".", "/")):
+            mounts[target] = (ROOT / source).resolve()
+    return mounts
+
+
+def _published(service: dict[str, Any]) -> dict[int, int]:
+    """Container port -> host port."""
+    ports: dict[int, int] = {}
+    for spec in service.get("ports", []):
+        host, container = str(spec).split(":")[-2:]
+        ports[int(container)] = int(host)
+    return ports
+
+
+def _port_of(address: str) -> int:
+    return int(address.rpartition(":")[2])
+
+
+def _secret_files() -> dict[str, Path]:
+    """In-container secret path -> repo file."""
+    return {
+        f"/run/secrets/{name}": ROOT / spec["file"] for name, spec in _compose()["secrets"].items()
+    }
+
+
+def test_compose_has_the_whole_stack() -> None:
+    assert set(_compose()["services"]) == {
+        "simulator",
+        "exporter",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    }
+
+
+def test_every_mounted_file_exists() -> None:
+    compose = _compose()
+    for name, service in compose["services"].items():
+        for target, source in _bind_mounts(service).items():
+            assert source.exists(), f"{name} mounts {source} at {target}: missing"
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if not source.startswith((".", "/")):
+                assert source in compose.get("volumes", {}), f"{name}: undeclared volume {source}"
+        for secret in service.get("secrets", []):
+            assert secret in compose["secrets"], f"{name}: undeclared secret {secret}"
+        if "build" in service:
+            assert (ROOT / service["build"] / "Dockerfile").is_file()
+    for path in _secret_files().values():
+        assert path.is_file(), path
+
+
+def test_compose_exporter_polls_the_compose_simulator(installed: Installed, tmp_path: Path) -> None:
+    """The two services' commands and config, run from the wheel on loopback, work together."""
+    simulator = _service("simulator")
+    program, *module = simulator["entrypoint"]
+    assert program == "python"
+    flags = _compose_flags(simulator["command"])
+    flags["--listen-address"] = "127.0.0.1:0"
+    command = [f"{k}={v}" if v else k for k, v in flags.items()]
+    process = subprocess.Popen(
+        [str(installed.bin / "python"), *module, *command],
+        cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        announced = process.stdout.readline().strip() if ready else "(nothing in 30 s)"
+        url = urlsplit(announced.removeprefix("listening on "))
+        assert url.port, f"simulator said {announced!r}"
+        data = _exporter_config()
+        compose_url = urlsplit(data["api"]["base_url"])
+        data["api"]["base_url"] = compose_url._replace(netloc=url.netloc).geturl()
+        account = data["accounts"][0]
+        account["api_secret_file"] = str(_secret_files()[account["api_secret_file"]])
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(data))
+        once = _run([*installed.entrypoint(), f"--config.file={config}", "--once"], tmp_path)
+        assert once.returncode == 0, once.stderr
+        for app_id in account["app_ids"]:
+            assert f'aivoice_up{{app_id="{app_id}"}} 1.0' in once.stdout
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_published_ports_are_the_ones_the_services_listen_on() -> None:
+    exporter_flags = _compose_flags(_service("exporter")["command"])
+    exporter_port = _port_of(exporter_flags.get("--web.listen-address", f":{EXPORTER_PORT}"))
+    assert exporter_port == EXPORTER_PORT
+    assert _published(_service("exporter")) == {exporter_port: exporter_port}
+    for name, port in IMAGE_PORTS.items():
+        assert _published(_service(name)) == {port: port}, name
+
+
+def test_simulator_listens_where_the_exporter_config_points() -> None:
+    simulator = _compose_flags(_service("simulator")["command"])
+    port = _port_of(simulator["--listen-address"])
+    assert simulator["--listen-address"].startswith("0.0.0.0:")
+    assert [int(p) for p in _service("simulator")["expose"]] == [port]
+    url = urlsplit(_exporter_config()["api"]["base_url"])
+    assert (url.hostname, url.port) == ("simulator", port)
+
+
+def _exporter_config() -> dict[str, Any]:
+    exporter = _service("exporter")
+    config_path = _compose_flags(exporter["command"])["--config.file"]
+    return yaml.safe_load(_bind_mounts(exporter)[config_path].read_text())
+
+
+def test_exporter_config_is_valid_and_holds_the_simulator_credentials() -> None:
+    data = _exporter_config()
+    (account,) = data["accounts"]
+    secret_file = _secret_files()[account["api_secret_file"]]
+    assert "aivoice_api_secret" in _service("exporter")["secrets"]
+    data["accounts"][0]["api_secret_file"] = str(secret_file)
+    config = parse_config(data, {})
+    simulator = _compose_flags(_service("simulator")["command"])
+    assert config.accounts[0].api_key == simulator["--api-key"]
+    assert config.accounts[0].api_secret == simulator["--api-secret"]
+    assert ",".join(config.app_ids) == simulator["--app-ids"]
+
+
+def test_exporter_config_path_is_the_image_default() -> None:
+    exporter = _service("exporter")
+    config_path = _compose_flags(exporter["command"])["--config.file"]
+    image_cmd = _compose_flags(only(runtime_stage(), "CMD").exec_form())
+    assert config_path == image_cmd["--config.file"]
+    assert config_path in _bind_mounts(exporter)
+
+
+def _prometheus_config() -> tuple[dict[str, Any], dict[str, Path]]:
+    prometheus = _service("prometheus")
+    mounts = _bind_mounts(prometheus)
+    path = _compose_flags(prometheus["command"])["--config.file"]
+    assert path in mounts, "prometheus.yml is not mounted where --config.file points"
+    return yaml.safe_load(mounts[path].read_text()), mounts
+
+
+def test_prometheus_scrapes_the_exporter_service_on_its_port() -> None:
+    config, _ = _prometheus_config()
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = [t for sc in jobs["aivoice"]["static_configs"] for t in sc["targets"]]
+    assert targets == [f"exporter:{EXPORTER_PORT}"]
+
+
+def test_prometheus_loads_the_repo_rules_it_mounts() -> None:
+    config, mounts = _prometheus_config()
+    loaded = {mounts[path] for path in config["rule_files"]}
+    assert loaded == {ROOT / "prometheus" / "rules.yml", ROOT / "prometheus" / "alerts.yml"}
+
+
+def test_prometheus_sends_alerts_to_the_alertmanager_service() -> None:
+    config, _ = _prometheus_config()
+    (manager,) = config["alerting"]["alertmanagers"]
+    targets = [t for sc in manager["static_configs"] for t in sc["targets"]]
+    assert targets == [f"alertmanager:{IMAGE_PORTS['alertmanager']}"]
+    alertmanager = _service("alertmanager")
+    path = _compose_flags(alertmanager["command"])["--config.file"]
+    assert _bind_mounts(alertmanager)[path] == ROOT / "prometheus" / "alertmanager.yml"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool")
+def test_promtool_accepts_the_compose_prometheus_config(tmp_path: Path) -> None:
+    config, mounts = _prometheus_config()
+    config["rule_files"] = [str(mounts[path]) for path in config["rule_files"]]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    result = _run(["promtool", "check", "config", str(path)], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _grafana_provisioning(kind: str) -> list[dict[str, Any]]:
+    grafana = _service("grafana")
+    folder = _bind_mounts(grafana)["/etc/grafana/provisioning"] / kind
+    docs = [yaml.safe_load(p.read_text()) for p in sorted(folder.glob("*.y*ml"))]
+    assert docs, f"nothing in grafana/provisioning/{kind}"
+    return docs
+
+
+def test_grafana_provisions_the_dashboard_compose_mounts() -> None:
+    mounts = _bind_mounts(_service("grafana"))
+    dashboard_targets = [
+        t for t, s in mounts.items() if s == ROOT / "grafana" / "aivoice-dashboard.json"
+    ]
+    assert len(dashboard_targets) == 1, "the dashboard is not mounted"
+    folders = [
+        provider["options"]["path"]
+        for doc in _grafana_provisioning("dashboards")
+        for provider in doc.get("providers", [])
+    ]
+    assert any(Path(dashboard_targets[0]).is_relative_to(folder) for folder in folders), folders
+    json.loads((ROOT / "grafana" / "aivoice-dashboard.json").read_text())
+
+
+def test_grafana_datasource_is_the_prometheus_service() -> None:
+    urls = [
+        source["url"]
+        for doc in _grafana_provisioning("datasources")
+        for source in doc.get("datasources", [])
+        if source.get("type") == "prometheus"
+    ]
+    assert urls == [f"http://prometheus:{IMAGE_PORTS['prometheus']}"]
+
+
+def test_grafana_knows_the_compose_scrape_interval() -> None:
+    """$__rate_interval is built on the data source's timeInterval: it must be the real one."""
+    config, _ = _prometheus_config()
+    intervals = {
+        source.get("jsonData", {}).get("timeInterval")
+        for doc in _grafana_provisioning("datasources")
+        for source in doc.get("datasources", [])
+        if source.get("type") == "prometheus"
+    }
+    assert intervals == {config["global"]["scrape_interval"]}
+
+
+# --- the systemd unit ---------------------------------------------------------------------------
+
+
+def _unit() -> dict[str, list[str]]:
+    """Key -> every value it is given (systemd allows repeats), continuations joined."""
+    entries: dict[str, list[str]] = {}
+    text = re.sub(r"\\\n\s*", " ", UNIT.read_text())
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";", "[")):
+            continue
+        key, _, value = line.partition("=")
+        entries.setdefault(key, []).append(value)
+    return entries
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("DynamicUser", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("CapabilityBoundingSet", ""),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        ("LoadCredential", "api_secret:/etc/aivoice-exporter/api_secret"),
+    ],
+)
+def test_unit_is_hardened(key: str, value: str) -> None:
+    assert value in _unit().get(key, []), f"{key}={value} missing"
+
+
+def test_unit_command_line_is_one_the_exporter_accepts() -> None:
+    from exporter.cli import parse_args, parse_listen_address
+
+    (exec_start,) = _unit()["ExecStart"]
+    binary, *argv = shlex.split(exec_start)
+    assert Path(binary).name == "aivoice-exporter"
+    args = parse_args(argv)
+    assert parse_listen_address(args.listen_address)[1] == EXPORTER_PORT
+    assert args.config_file == "/etc/aivoice-exporter/config.yaml"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_systemd_accepts_the_unit_and_rates_it_safe(tmp_path: Path) -> None:
+    # `verify` insists the binary exists: point it at one that does.
+    unit = tmp_path / UNIT.name
+    unit.write_text(
+        UNIT.read_text().replace("/opt/aivoice-exporter/bin/aivoice-exporter", "/bin/true")
+    )
+    verify = _run(["systemd-analyze", "verify", str(unit)], tmp_path)
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    security = _run(
+        ["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(unit)], tmp_path
+    )
+    assert security.returncode == 0, security.stdout[-2000:]
+    exposure = re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout)
+    assert exposure and float(exposure.group(1)) <= 2.0, security.stdout[-500:]
