@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,6 +131,18 @@ def start_exporter() -> Iterator[Callable[..., ExporterProcess]]:
         if exporter.process.poll() is None:
             exporter.process.kill()
             exporter.process.wait()
+
+
+def require_tool(*names: str) -> str:
+    """The first of these commands found; in CI a missing one fails (`make test` installs them)."""
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    message = f"{' or '.join(names)} not found on PATH (`make test` installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.1) -> Any:

@@ -41,6 +41,7 @@ import pytest
 import yaml
 
 from exporter.config import parse_config
+from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -482,8 +483,7 @@ class TLSListener:
 @pytest.fixture
 def tls_answering(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[TLSListener]:
     """HTTPS on loopback with a self-signed certificate; `indirect` True demands client certs."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl CLI")
+    require_tool("openssl")
     pem, key = tmp_path / "self.pem", tmp_path / "self.key"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
@@ -750,8 +750,8 @@ def test_prometheus_sends_alerts_to_the_alertmanager_service() -> None:
     assert _bind_mounts(alertmanager)[path] == ROOT / "prometheus" / "alertmanager.yml"
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool")
 def test_promtool_accepts_the_compose_prometheus_config(tmp_path: Path) -> None:
+    require_tool("promtool")
     config, mounts = _prometheus_config()
     config["rule_files"] = [str(mounts[path]) for path in config["rule_files"]]
     path = tmp_path / "prometheus.yml"
@@ -851,8 +851,8 @@ def test_unit_command_line_is_one_the_exporter_accepts() -> None:
     assert args.config_file == "/etc/aivoice-exporter/config.yaml"
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 def test_systemd_accepts_the_unit_and_rates_it_safe(tmp_path: Path) -> None:
+    require_tool("systemd-analyze")
     # `verify` insists the binary exists: point it at one that does.
     unit = tmp_path / UNIT.name
     unit.write_text(

@@ -9,7 +9,6 @@ module; every wait polls with a deadline, and every process is stopped at the en
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import socket
@@ -27,6 +26,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import require_tool
 from tests.test_dashboard import (
     ALERTS,
     EXPORTED_METRICS,
@@ -57,22 +57,6 @@ STARTUP_TIMEOUT = 30.0
 DATA_TIMEOUT = 45.0
 ALERT_TIMEOUT = 60.0
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
-
-
-def require_binary(*names: str) -> str:
-    """Path of the first of `names` found; missing fails in CI (the test command installs it)."""
-    for name in names:
-        path = shutil.which(name) or (
-            f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None
-        )
-        if path:
-            return path
-    message = (
-        f"{' or '.join(names)} not found (Debian packages prometheus, prometheus-alertmanager)"
-    )
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def free_port() -> int:
@@ -200,8 +184,8 @@ def shortened_alerts(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    prometheus = require_binary("prometheus")
-    alertmanager = require_binary("prometheus-alertmanager", "alertmanager")
+    prometheus = require_tool("prometheus")
+    alertmanager = require_tool("prometheus-alertmanager", "alertmanager")
     work = tmp_path_factory.mktemp("e2e")
     processes: dict[str, Process] = {}
     try:

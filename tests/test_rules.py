@@ -7,15 +7,14 @@ the conventions promtool cannot: every alert covered both ways, severities, runb
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "prometheus"
@@ -39,17 +38,6 @@ ISSUE_ALERTS = frozenset(
         "AivoiceTaskFinishedLowCompletion",
     }
 )
-
-
-def require_tool(name: str) -> str:
-    """The tool's path; a missing tool fails in CI (it must be installed there) and skips here."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found on PATH (Debian package: prometheus / prometheus-alertmanager)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def run(*command: str) -> subprocess.CompletedProcess[str]:

@@ -31,8 +31,12 @@ from exporter.webconfig import (
     parse_basic_authorization,
     parse_web_config,
 )
+from tests.conftest import require_tool
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+
+@pytest.fixture(autouse=True)
+def _openssl() -> None:
+    require_tool("openssl")
 
 
 # --- certificates -------------------------------------------------------------------------------
