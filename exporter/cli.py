@@ -13,10 +13,11 @@ import queue
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from exporter import __version__, logs
+from exporter.client import Stopped
 from exporter.config import (
     Account,
     ApiConfig,
@@ -148,6 +149,7 @@ def _signals() -> queue.SimpleQueue[int]:
 def _run_once(config: Config) -> int:
     daemon = Daemon(config)
     received = _signals()
+    finished = threading.Event()
     result: list[int] = []
 
     def poll() -> None:
@@ -156,17 +158,34 @@ def _run_once(config: Config) -> int:
             sys.stdout.buffer.write(daemon.published.exposition.text)
             sys.stdout.flush()
             result.append(0 if all(app.up for app in snapshot.apps) else 1)
+        except Stopped:
+            pass
         except Exception:
             log.exception("Poll crashed")
             result.append(1)
         finally:
-            received.put(0)
+            finished.set()
 
     threading.Thread(target=poll, daemon=True).start()
-    while received.get() == signal.SIGHUP:
-        pass
+    _wait_for_shutdown(received, until=finished, on_hangup=lambda: None)
     daemon.stop()
     return result[0] if result else 0
+
+
+def _wait_for_shutdown(
+    received: queue.SimpleQueue[int], until: threading.Event, on_hangup: Callable[[], object]
+) -> None:
+    """Return on SIGTERM or SIGINT, or once `until` is set; SIGHUP calls `on_hangup`."""
+    while not until.is_set():
+        try:
+            signum = received.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if signum == signal.SIGHUP:
+            on_hangup()
+        else:
+            log.info("Shutting down", extra={"signal": signal.Signals(signum).name})
+            return
 
 
 def _serve(
@@ -194,15 +213,6 @@ def _serve(
     if args.demo:
         shown = "127.0.0.1" if bound_host in ("0.0.0.0", "::") else bound_host
         print(f"Demo: metrics at {scheme}://{shown}:{bound_port}{args.telemetry_path}", flush=True)
-    while not daemon.stop_event.is_set():
-        try:
-            signum = received.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        if signum == signal.SIGHUP:
-            daemon.reload()
-        else:
-            log.info("Shutting down", extra={"signal": signal.Signals(signum).name})
-            break
+    _wait_for_shutdown(received, until=daemon.stop_event, on_hangup=daemon.reload)
     daemon.stop()
     return 1 if daemon.crashed else 0
