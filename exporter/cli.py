@@ -47,17 +47,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Prometheus exporter for the ITNIO AI-voice (outbound call robot) API.",
     )
     add = parser.add_argument
-    add("--config.file", dest="config_file", default="config.yaml", help="YAML config file.")
+    add(
+        "--config.file",
+        dest="config_file",
+        metavar="PATH",
+        default="config.yaml",
+        help="YAML config file (default config.yaml).",
+    )
     add(
         "--web.listen-address",
         dest="listen_address",
+        metavar="HOST:PORT",
         default=f":{DEFAULT_PORT}",
         help=f"Address to listen on, HOST:PORT (default :{DEFAULT_PORT}).",
     )
-    add("--web.telemetry-path", dest="telemetry_path", default="/metrics", help="Metrics path.")
+    add(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        metavar="PATH",
+        default="/metrics",
+        help="Path of the metrics (default /metrics).",
+    )
     add(
         "--web.config.file",
         dest="web_config_file",
+        metavar="PATH",
         default=None,
         help="Exporter-toolkit web config file (TLS, basic auth), as the Go exporters take.",
     )

@@ -44,6 +44,9 @@ EXPORTED_METRICS = frozenset(
         "aivoice_poll_duration_seconds",
         "aivoice_poll_last_success_timestamp_seconds",
         "aivoice_exporter_build_info",
+        # Issue 4's reload metrics.
+        "aivoice_config_last_reload_successful",
+        "aivoice_config_last_reload_success_timestamp_seconds",
     }
     | {f"{name}_{suffix}" for name in _HISTOGRAMS for suffix in ("bucket", "sum", "count")}
 )
