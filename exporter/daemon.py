@@ -23,14 +23,13 @@ log = logging.getLogger(__name__)
 
 
 class Daemon:
-    def __init__(
-        self,
-        config: Config,
-        *,
-        load_config: Callable[[], Config] | None = None,
-        stop: threading.Event | None = None,
-    ) -> None:
-        self.stop_event = stop or threading.Event()
+    """One exporter: a poller publishing expositions that an HTTP server hands out.
+
+    `load_config` re-reads the config for a reload; without it, reloads are refused.
+    """
+
+    def __init__(self, config: Config, *, load_config: Callable[[], Config] | None = None) -> None:
+        self.stop_event = threading.Event()
         self._load_config = load_config
         self._lock = threading.Lock()
         self._settings = config.metrics
