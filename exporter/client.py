@@ -120,7 +120,7 @@ def _task(record: Any, zone: dt.tzinfo) -> Task:
     if isinstance(job_id, bool) or not isinstance(job_id, (int, str)) or str(job_id).strip() == "":
         raise PollError(INVALID_RESPONSE, "a record has no jobId")
     return Task(
-        job_id=str(job_id).strip(),
+        job_id=_text(str(job_id).strip()),
         name=_text(record.get("name")),
         status=_text(record.get("status")) or "UNKNOWN",
         calls=_count(record.get("taskTotal"), "taskTotal"),
@@ -153,7 +153,9 @@ def _count(value: Any, name: str) -> int:
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    # JSON may escape a lone surrogate (\ud800), which no UTF-8 exposition can carry.
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _flag(value: Any) -> bool:

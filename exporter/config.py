@@ -30,9 +30,15 @@ class ConfigError(ValueError):
     """A configuration problem, tied to the dotted path of the field at fault."""
 
     def __init__(self, field: str, message: str) -> None:
+        field, message = _one_line(field), _one_line(message)
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
+
+
+def _one_line(text: str) -> str:
+    """Keys and paths come from the file: never let one break the error over two lines."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,10 @@ def read_yaml(path: str | os.PathLike[str], field: str, what: str) -> Any:
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise ConfigError(field, f"{shown}: {problem}{at}") from None
+    except RecursionError:
+        raise ConfigError(field, f"{shown}: nested too deeply") from None
+    except ValueError as err:  # A scalar YAML types but Python refuses: 2024-13-45, 10**5000.
+        raise ConfigError(field, f"{shown}: invalid value: {err}") from None
 
 
 def parse_config(data: Any, environ: Mapping[str, str]) -> Config:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,7 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter.config import parse_config
 from exporter.daemon import Daemon
+from exporter.poller import Poller
 from exporter.simulator import Faults, Simulator
+from exporter.stats import RequestRecorder
 from tests.conftest import API_SECRET, APP_IDS, config_for, wait_until
 from tests.test_client import record
 
@@ -206,3 +211,39 @@ def test_requests_in_flight_stay_within_concurrency(simulator: Simulator, run_da
     duration = running.value("aivoice_poll_duration_seconds", app_id=A)
     # 12 pages of 0.2 s, 2 at a time after the first: at least 0.2 + 11 / 2 * 0.2 s.
     assert duration >= 0.2 + 5 * 0.2
+
+
+def test_scrape_does_not_wait_for_a_slow_poll(simulator: Simulator, run_daemon) -> None:
+    running = run_daemon()
+    wait_until(lambda: running.value("aivoice_up", app_id=A) == 1)
+    before = simulator.stats()["requests"]
+    simulator.set_faults(Faults(latency_seconds=1.5))
+    wait_until(lambda: simulator.stats()["requests"] > before)  # A poll is under way.
+    response = requests.get(running.url + "/metrics", timeout=5)
+    assert response.status_code == 200
+    assert response.elapsed.total_seconds() < 0.5
+
+
+def test_polls_keep_a_fixed_schedule(simulator: Simulator) -> None:
+    """Each poll takes 0.2 s; with a 1 s interval they must start 1 s apart, not 1.2 s."""
+    simulator.set_faults(Faults(latency_seconds=0.2))
+    published: list[float] = []
+    config = parse_config(config_for(simulator, poll={"interval_seconds": 1}), {})
+    stop = threading.Event()
+    poller = Poller(
+        config,
+        recorder=RequestRecorder(),
+        publish=lambda snapshot: published.append(time.monotonic()),
+        stop=stop,
+    )
+    thread = threading.Thread(target=poller.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(published) >= 4, timeout=10)
+    finally:
+        stop.set()
+        poller.wake()
+        thread.join(5)
+        poller.close()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(published[:4])]
+    assert all(abs(gap - 1.0) < 0.15 for gap in gaps), gaps
