@@ -8,7 +8,10 @@ stderr that names the field.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import logging
+import platform
 import queue
 import signal
 import sys
@@ -39,6 +42,7 @@ log = logging.getLogger("exporter")
 DEFAULT_PORT = 10188
 DEMO_APPS = ("demo-sales", "demo-support", "demo-survey")
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_M_ARENA_MAX = -8  # From glibc's malloc.h.
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -98,8 +102,23 @@ def parse_listen_address(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas, as `MALLOC_ARENA_MAX=2` in the environment would.
+
+    glibc gives each thread that allocates its own arena, up to 8 per core, and an arena keeps
+    what it has freed. Every HTTP connection and poll runs on a thread, so without a cap the
+    resident size climbs about a quarter over the first minutes before it levels off (measured
+    by tests/test_soak.py); with it, it stays within a few percent. Elsewhere this does nothing.
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, arenas)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    limit_malloc_arenas()
     logs.configure(args.log_level, args.log_format)
     simulator = None
     try:

@@ -251,6 +251,10 @@ def _credential(
             raise ConfigError(
                 f"{where}.{name}_file", f"cannot read {path}: {err.strerror}"
             ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}.{name}_file", f"{path} is not UTF-8 text") from None
+        except ValueError:  # A NUL byte or a lone surrogate in the path.
+            raise ConfigError(f"{where}.{name}_file", f"{path!r} is not a usable path") from None
         if not value:
             raise ConfigError(f"{where}.{name}_file", f"{path} is empty")
         return value

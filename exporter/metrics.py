@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import platform
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -299,27 +300,29 @@ class _Collectors:
             yield from collector.collect()  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
 class Exposition:
-    """One poll, rendered in both formats and kept gzipped only.
+    """One poll, rendered in both formats and kept gzipped.
 
     Prometheus always asks for gzip, so the compressed bytes are what a scrape sends as they
-    are; keeping only them holds a tenth of the memory. The rare client that does not accept
-    gzip gets the body decompressed on its request.
+    are, and they are a tenth of the size. A plain body is decompressed the first time a client
+    asks for it and kept until the next poll, so plain scrapes allocate nothing large either.
     """
 
-    text_gzip: bytes
-    openmetrics_gzip: bytes
-
-    @classmethod
-    def of(cls, text: bytes, openmetrics: bytes) -> Exposition:
-        return cls(
-            gzip.compress(text, compresslevel=6), gzip.compress(openmetrics, compresslevel=6)
-        )
+    def __init__(self, text: bytes, openmetrics: bytes) -> None:
+        self._gzipped = {
+            False: gzip.compress(text, compresslevel=6),
+            True: gzip.compress(openmetrics, compresslevel=6),
+        }
+        self._plain: dict[bool, bytes] = {}
+        self._lock = threading.Lock()
 
     def body(self, openmetrics: bool, gzipped: bool) -> bytes:
-        compressed = self.openmetrics_gzip if openmetrics else self.text_gzip
-        return compressed if gzipped else gzip.decompress(compressed)
+        if gzipped:
+            return self._gzipped[openmetrics]
+        with self._lock:
+            if openmetrics not in self._plain:
+                self._plain[openmetrics] = gzip.decompress(self._gzipped[openmetrics])
+            return self._plain[openmetrics]
 
     @property
     def text(self) -> bytes:
@@ -344,4 +347,4 @@ def render(snapshot: Snapshot, settings: MetricsConfig, reload: ReloadStatus) ->
             PlatformCollector(registry=None),
         )
     )
-    return Exposition.of(generate_latest(source), generate_openmetrics(source))
+    return Exposition(generate_latest(source), generate_openmetrics(source))

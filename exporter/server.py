@@ -72,6 +72,7 @@ LANDING_PAGE = """<!doctype html>
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # Keep-alive, so Prometheus reuses its connection.
     default_request_version = "HTTP/1.0"  # Errors get a status line, even to garbage.
+    disable_nagle_algorithm = True  # Headers and body go in two writes: don't hold the second.
     server_version = f"aivoice-exporter/{__version__}"
     timeout = IDLE_TIMEOUT_SECONDS
     routes: Routes  # Set on the subclass that `MetricsServer` makes.
