@@ -165,6 +165,7 @@ def bench_rss(tasks: int) -> float:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "config.yaml"
             path.write_text(yaml.safe_dump(config))
+            path.chmod(0o600)  # It holds a secret.
             process = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "exporter", "--config.file", str(path)),

@@ -23,6 +23,7 @@ import secrets
 import ssl
 import threading
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,17 +79,19 @@ _UNSUPPORTED: dict[str, str] = {
     "tls_server_config.curve_preferences": "the OpenSSL defaults are used",
 }
 
-_ROOT_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users"}
-_TLS_KEYS = {
-    "cert_file",
-    "key_file",
-    "client_auth_type",
-    "client_ca_file",
-    "min_version",
-    "max_version",
-    "prefer_server_cipher_suites",
-}
-_HTTP_KEYS = {"http2", "headers"}
+_ROOT_KEYS = frozenset({"tls_server_config", "http_server_config", "basic_auth_users"})
+_TLS_KEYS = frozenset(
+    {
+        "cert_file",
+        "key_file",
+        "client_auth_type",
+        "client_ca_file",
+        "min_version",
+        "max_version",
+        "prefer_server_cipher_suites",
+    }
+)
+_HTTP_KEYS = frozenset({"http2", "headers"})
 _BCRYPT_HASH = re.compile(r"^\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}$")
 _BCRYPT_MAX_PASSWORD = 72  # bcrypt ignores the rest; Go and htpasswd truncate alike
 _MAX_AUTHORIZATION = 8192
@@ -449,7 +452,7 @@ def _blame_cert_or_key(cert_file: str, key_file: str) -> ConfigError:
     )
 
 
-def _mapping(data: Any, where: str, allowed: set[str]) -> Mapping[str, Any]:
+def _mapping(data: Any, where: str, allowed: AbstractSet[str]) -> Mapping[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
