@@ -111,15 +111,23 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     return parse_config(data, os.environ if environ is None else environ)
 
 
-def read_yaml(path: str | os.PathLike[str], field: str, what: str) -> Any:
-    """A YAML file's document; unreadable files and bad syntax become a `ConfigError`."""
+def read_text(path: str | os.PathLike[str], field: str, what: str) -> str:
+    """A UTF-8 file's text; every way of failing becomes a `ConfigError` on `field`."""
     shown = os.fspath(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(field, f"cannot read {what} {shown}: {err.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(field, f"{what} {shown} is not UTF-8 text") from None
+    except ValueError:  # A NUL byte or a lone surrogate in the path.
+        raise ConfigError(field, f"{what} path {shown!r} is not usable") from None
+
+
+def read_yaml(path: str | os.PathLike[str], field: str, what: str) -> Any:
+    """A YAML file's document; unreadable files and bad syntax become a `ConfigError`."""
+    shown = os.fspath(path)
+    text = read_text(path, field, what)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -245,16 +253,7 @@ def _credential(
         if not isinstance(path, str) or not path:
             raise ConfigError(f"{where}.{name}_file", "must be a file path")
         path = _expand(path, f"{where}.{name}_file", environ)
-        try:
-            value = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise ConfigError(
-                f"{where}.{name}_file", f"cannot read {path}: {err.strerror}"
-            ) from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{where}.{name}_file", f"{path} is not UTF-8 text") from None
-        except ValueError:  # A NUL byte or a lone surrogate in the path.
-            raise ConfigError(f"{where}.{name}_file", f"{path!r} is not a usable path") from None
+        value = read_text(path, f"{where}.{name}_file", "secret file").strip()
         if not value:
             raise ConfigError(f"{where}.{name}_file", f"{path} is empty")
         return value
