@@ -47,9 +47,10 @@ class Published:
         self.exposition = initial
         self.ready = False
 
-    def publish(self, exposition: Exposition) -> None:
+    def publish(self, exposition: Exposition, ready: bool = True) -> None:
+        """Swap in a new exposition; once every app has been polled, stay ready."""
         self.exposition = exposition
-        self.ready = True
+        self.ready = self.ready or ready
 
 
 @dataclass(frozen=True)

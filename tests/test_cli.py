@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import Faults, Simulator
 from tests.conftest import APP_IDS, config_for, scrape, wait_until, write_config
-from tests.test_client import record
+from tests.support.records import record
 
 A, B = APP_IDS
 
@@ -96,7 +96,6 @@ def test_demo_runs_without_a_config(start_exporter) -> None:
     exporter = start_exporter("--demo")
     line = exporter.wait_for_log(r"Demo: metrics at http://")
     url = re.search(r"(http://\S+)", line).group(1)  # type: ignore[union-attr]
-    text = wait_until(lambda: (t := scrape(url).text) and "aivoice_task_info{" in t and t)
-    ups = sample_values(text, "aivoice_up")
-    assert len(ups) == 3
+    # Each app is published as its own first poll ends: wait for all three.
+    ups = wait_until(lambda: len(u := sample_values(scrape(url).text, "aivoice_up")) == 3 and u)
     assert set(ups.values()) == {1.0}
