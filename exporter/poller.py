@@ -55,6 +55,7 @@ class _Wiring:
         concurrency = config.poll.concurrency
         self.config = config
         self.transport = Transport(
+            config.api.base_url,
             timeout_seconds=config.api.timeout_seconds,
             max_response_bytes=config.api.max_response_bytes,
             pool_size=concurrency,

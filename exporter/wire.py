@@ -132,6 +132,8 @@ def _small_int(value: int) -> str:
 
 def _count(value: Any, name: str) -> int:
     """A whole number from 0 to 2**53; the documents call them Int, some answers send strings."""
+    if type(value) is int and 0 <= value <= MAX_COUNT:  # The common case, first.
+        return value
     if value is None:
         return 0
     if isinstance(value, float) and value.is_integer():
@@ -145,6 +147,8 @@ def _count(value: Any, name: str) -> int:
 
 def clean_text(value: Any, limit: int = MAX_LABEL_CHARS) -> str:
     """Any JSON value as a string fit for a label or a log: UTF-8-safe and at most `limit` long."""
+    if type(value) is str and len(value) <= limit and value.isascii():  # The common case.
+        return value
     if value is None:
         return ""
     if isinstance(value, str):

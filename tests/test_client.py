@@ -65,6 +65,7 @@ def make_client() -> Iterator[MakeClient]:
         }
         config = ApiConfig(**{**settings, **api})
         transport = Transport(
+            config.base_url,
             timeout_seconds=config.timeout_seconds,
             max_response_bytes=config.max_response_bytes,
             pool_size=workers,
