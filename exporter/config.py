@@ -343,7 +343,10 @@ def _number(
     return float(_in_range(value, f"{where}.{key}", low, high))
 
 
-def _in_range(value: Any, where: str, low: float, high: float) -> Any:
+N = TypeVar("N", int, float)
+
+
+def _in_range(value: N, where: str, low: float, high: float) -> N:
     if not low <= value <= high:
         raise ConfigError(where, f"must be between {low:g} and {high:g}, got {value!r}")
     return value

@@ -135,7 +135,7 @@ class Transport:
                 url,
                 data=body,
                 headers=headers,
-                timeout=self._timeout,
+                timeout=self._timeout,  # type: ignore[arg-type]  # requests passes it through
                 allow_redirects=False,
                 stream=True,
             )
