@@ -1,9 +1,8 @@
 """Command line: flags in the Go exporters' style, signals, `--once` and `--demo`.
 
 Exit codes: 0 on a clean stop (SIGTERM, SIGINT), a fully successful `--once` or a passing
-`--config.check`; 1 when `--once`
-saw a failing app or the server cannot start; 2 for a bad config or flag, with one line on
-stderr that names the field.
+`--config.check`; 1 when `--once` saw a failing app or the server cannot start; 2 for a bad
+config or flag, with one line on stderr that names the field.
 """
 
 from __future__ import annotations
