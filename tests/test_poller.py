@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from exporter.config import parse_config
+from exporter.daemon import Daemon
 from exporter.poller import Poller
 from exporter.simulator import Faults, Simulator
 from exporter.snapshot import AppSnapshot, Snapshot
@@ -164,21 +165,18 @@ def test_poison_values_are_invalid_responses_not_crashes(
     assert snapshot.requests["APP_A"].errors["invalid_response"] >= 1
 
 
-def test_overflowing_sums_of_valid_counts_still_poll(simulator: Simulator) -> None:
-    """Two counts just under the cap: their sum must not break the app (nor the render)."""
-    simulator.set_tasks("APP_A", [record(1, taskTotal=2**53), record(2, taskTotal=2**53)])
-    poller = Poller(
-        parse_config(config_for(simulator), {}),
-        recorder=RequestRecorder(),
-        publish=lambda snapshot: None,
-        stop=threading.Event(),
-    )
+def test_counts_whose_sum_overflows_a_float_never_reach_the_render(simulator: Simulator) -> None:
+    """Each count parses as an int; their sum would be inf in the per-status aggregate."""
+    simulator.set_tasks("APP_A", [record(1, taskTotal=10**308), record(2, taskTotal=10**308)])
+    daemon = Daemon(parse_config(config_for(simulator), {}))
     try:
-        snapshot = poller.poll_once()
+        snapshot = daemon.poll_once()
+        text = daemon.published.exposition.body(openmetrics=False, gzipped=False).decode()
     finally:
-        poller.close()
-    (a,) = (app for app in snapshot.apps if app.app_id == "APP_A")
-    assert a.up and a.tasks is not None and len(a.tasks) == 2
+        daemon.stop()
+    up = {app.app_id: app.up for app in snapshot.apps}
+    assert up == {"APP_A": False, "APP_B": True}
+    assert 'aivoice_up{app_id="APP_B"} 1.0' in text
 
 
 def test_threads_are_bounded_by_concurrency_not_by_apps(tmp_path: Path) -> None:
