@@ -56,7 +56,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, MappingProxyType, TracebackType
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeGuard
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -336,7 +336,7 @@ def _check_number(name: str, value: object, low: float, high: float) -> None:
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if not _is_int(value) or not low <= value <= high:  # type: ignore[operator]
+    if not _is_int(value) or not low <= value <= high:
         raise ValueError(f"{name}: must be an integer in [{low}, {high}], got {value!r}")
 
 
@@ -568,7 +568,7 @@ def _create_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, _CREATE_TIME_ZONE).strftime("%Y-%m-%d %H:%M:%S")
 
 
-_Entry = _Plan | dict  # a generated task, or a pinned/added record served as it is
+_Entry = _Plan | dict[str, Any]  # a generated task, or a pinned/added record served as it is
 
 
 def _entry_name(entry: _Entry) -> str:
@@ -637,7 +637,7 @@ def _expected_sign(api_key: str, api_secret: str, timestamp: str) -> str:
     return hashlib.md5((api_key + api_secret + timestamp).encode("utf-8")).hexdigest()
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -1028,7 +1028,9 @@ class Simulator:
         self._churn[action] += count
         return count
 
-    def _create(self, entries: list[_Entry], record: Mapping[str, Any] | None = None) -> _Entry:
+    def _create(
+        self, entries: list[_Entry], record: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Insert a task as the newest; the caller holds the lock."""
         ids = [i for i in map(_entry_job_id, entries) if _is_int(i)]
         job_id = max(ids, default=0) + 1
