@@ -15,14 +15,15 @@ What it does, as documented by the vendor:
   pushes every later record down a place (the same ``jobId`` then shows on two pages);
 * holds campaigns whose progress and statuses move with the clock, deterministic from a seed.
 
-What it does beyond that, for tests: tasks created or deleted between two page reads
-(``change_before_page``, ``Faults.churn_ratio``), the documented faults, and hostile answers a
-broken or malicious server might send (redirects, dripped, oversized and gzip-bomb bodies, pages
-with too many records or poison values, odd statuses, ``Retry-After``). See ``Faults``.
+What it does beyond that, for tests: tasks created or deleted between two page reads, pages
+built in the order a test chooses (``change_before_page``, ``delay_page``,
+``Faults.churn_ratio``), the documented faults, and hostile answers a broken or malicious server
+might send (redirects, dripped, oversized and gzip-bomb bodies, pages with too many records or
+poison values, odd statuses, ``Retry-After``). See ``Faults``.
 
 Standard library only, so ``--demo`` needs nothing beyond the exporter's own dependencies. It is a
 test tool: its control endpoints (``/-/faults``, ``/-/fail-next``, ``/-/change-before-page``,
-``/-/stats``) have no authentication, so bind it to loopback.
+``/-/delay-page``, ``/-/stats``) have no authentication, so bind it to loopback.
 
 Run it as ``python -m exporter.simulator --listen-address 127.0.0.1:8080 --api-key K
 --api-secret S --app-ids A,B``.
@@ -718,6 +719,7 @@ class Simulator:
         self._faults = Faults()
         self._pending: deque[_Pending] = deque()
         self._changes: list[_Change] = []
+        self._delays: list[tuple[str, int, float]] = []  # (app_id, page, seconds), one-shot
         self._rng = random.Random(seed)
         self._requests = 0
         self._answered: dict[str, int] = {}
@@ -864,6 +866,20 @@ class Simulator:
             self._app(app_id)
             self._changes.append(_Change(app_id, page, action, count))
 
+    def delay_page(self, app_id: str, page: int, seconds: float) -> None:
+        """Hold the app's next request for page ``page`` ``seconds`` before its page is built.
+
+        One-shot, like ``change_before_page`` (whose trigger for that page fires after the
+        hold): with pages read in parallel, a test decides which is built first, e.g. page 3
+        before page 2, and so places a change between any two reads in any order.
+        """
+        if not _is_int(page) or page < 1:
+            raise ValueError(f"page: must be an integer >= 1, got {page!r}")
+        _check_number("seconds", seconds, 0.0, 3600.0)
+        with self._lock:
+            self._app(app_id)
+            self._delays.append((app_id, page, float(seconds)))
+
     # ---- faults and stats
 
     @property
@@ -948,7 +964,17 @@ class Simulator:
             reply = self._fault_reply(fault, query, now, faults)
             return replace(reply, delay=delay + reply.delay)
         self._count_answer("0")
+        hold = self._take_delay(query)
+        if hold > 0 and not self._wait(hold):
+            return _Reply(drop=True)  # stopping
         return _Reply(body=_json_bytes(self._page(query, now, faults)), delay=delay)
+
+    def _take_delay(self, query: _Query) -> float:
+        """The ``delay_page`` holds due for this request, used up; 0.0 if none."""
+        with self._lock:
+            due = [d for d in self._delays if d[:2] == (query.app_id, query.current)]
+            self._delays = [d for d in self._delays if d[:2] != (query.app_id, query.current)]
+        return sum(seconds for _, _, seconds in due)
 
     def _check_headers(self, headers: Mapping[str, str], now: float) -> None:
         api_key = headers.get("api-key", "").strip()
@@ -1500,6 +1526,8 @@ class _Handler(_TrackedHandler):
             self._control(body, self._fail_next)
         elif path == "/-/change-before-page":
             self._control(body, self._change_before_page)
+        elif path == "/-/delay-page":
+            self._control(body, self._delay_page)
         else:
             self._send_json(404, {"error": f"no such path {path}"})
 
@@ -1547,6 +1575,14 @@ class _Handler(_TrackedHandler):
                 '"action": "create", "count": 1}'
             )
         self.server.simulator.change_before_page(**payload)
+        return {"queued": payload}
+
+    def _delay_page(self, payload: Any) -> dict[str, Any]:
+        if not isinstance(payload, dict):
+            raise ValueError(
+                'delay-page: must be a JSON object like {"app_id": "A", "page": 2, "seconds": 1}'
+            )
+        self.server.simulator.delay_page(**payload)
         return {"queued": payload}
 
     def _read_body(self) -> bytes | None:

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -821,6 +822,49 @@ def test_post_change_before_page_queues_a_change(sim: Simulator) -> None:
     for bad in ({**payload, "action": "x"}, {**payload, "app_id": "NOPE"}, {"page": 1}, [1]):
         response = requests.post(url, json=bad, timeout=5)
         assert response.status_code == 400 and response.json()["error"]
+
+
+def test_delay_page_builds_a_later_page_first_so_a_create_loses_a_record(
+    sim: Simulator,
+) -> None:
+    before = job_ids(sim.tasks(APPS[0]))
+    sim.delay_page(APPS[0], 2, 1.5)
+    sim.change_before_page(APPS[0], 2, "create")
+    page1 = job_ids(api(sim, size=5)["data"]["records"])
+    pages: dict[int, dict[str, Any]] = {}
+    held = threading.Thread(target=lambda: pages.update({2: api(sim, size=5, current=2)}))
+    held.start()
+    pages[3] = api(sim, size=5, current=3)  # built while page 2 is held, before the change
+    held.join(timeout=10)
+    assert (pages[3]["data"]["total"], pages[2]["data"]["total"]) == (12, 13)
+    read = page1 + job_ids(pages[2]["data"]["records"]) + job_ids(pages[3]["data"]["records"])
+    assert sorted(read) == sorted([*before[:9], *before[10:], before[4]])  # lost before[9]
+
+
+def test_delay_page_holds_once_and_only_its_page(sim: Simulator) -> None:
+    sim.delay_page(APPS[0], 2, 1.0)
+    started = time.monotonic()
+    api(sim, current=1)
+    api(sim, app_id=APPS[1], current=2)
+    assert time.monotonic() - started < 1.0
+    api(sim, current=2)
+    assert time.monotonic() - started >= 1.0
+    started = time.monotonic()
+    api(sim, current=2)
+    assert time.monotonic() - started < 1.0
+
+
+def test_delay_page_rejects_bad_arguments_and_is_on_http(sim: Simulator) -> None:
+    for args in ((APPS[0], 0, 1.0), (APPS[0], 1, -1), (APPS[0], 1, "soon")):
+        with pytest.raises(ValueError):
+            sim.delay_page(*args)
+    url = sim.base_url.replace("/aivoice", "/-/delay-page")
+    payload = {"app_id": APPS[0], "page": 1, "seconds": 0.3}
+    assert requests.post(url, json=payload, timeout=5).json() == {"queued": payload}
+    started = time.monotonic()
+    api(sim)
+    assert time.monotonic() - started >= 0.3
+    assert requests.post(url, json={**payload, "app_id": "NOPE"}, timeout=5).status_code == 400
 
 
 def test_churn_ratio_alternates_creates_and_deletes(sim: Simulator) -> None:
