@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from exporter.client import ApiClient
+from exporter.client import MAX_READS, ApiClient
 from exporter.codes import TASK_LIST_CODES, PollError, explain
 from exporter.config import Account, ApiConfig
 from exporter.simulator import Faults, Simulator
@@ -170,24 +170,90 @@ def test_paging_follows_the_servers_page_size(
     assert harness.requests_sent() == 4  # ceil(25 / 7), though 100 a page was asked for
 
 
-def test_task_created_mid_read_is_read_again_whole(
-    pinned: Simulator, make_client: MakeClient
+CHURN_TASKS = 1234  # At 25 a page: 50 pages, the last one short.
+CHURN_PAGE_SIZE = 25
+
+
+@pytest.fixture
+def churning(simulator: Simulator) -> Iterator[Simulator]:
+    """A simulator answering 25 records a page, whatever is asked, for APP's 1,234 tasks."""
+    sim = Simulator(API_KEY, API_SECRET, APP_IDS, server_page_size=CHURN_PAGE_SIZE).start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def pin_churn_tasks(sim: Simulator) -> set[str]:
+    sim.set_tasks(APP, [record(n) for n in range(CHURN_TASKS, 0, -1)])
+    return {str(n) for n in range(1, CHURN_TASKS + 1)}
+
+
+@pytest.mark.parametrize("action", ["create", "delete"])
+def test_a_change_before_any_page_gives_the_old_or_the_new_set_never_a_mix(
+    churning: Simulator, make_client: MakeClient, action: str
 ) -> None:
-    harness = make_client(pinned, page_size=10, workers=1)
-    original = harness.client.fetch_page
-    created: list[dict[str, Any]] = []
-
-    def fetch_page_then_create(app_id: str, current: int, deadline: float) -> Any:
-        page = original(app_id, current, deadline)
-        if current == 1 and not created:
-            created.append(pinned.add_task(APP, record(26)))  # Job 16 moves onto page 2.
-        return page
-
-    harness.client.fetch_page = fetch_page_then_create  # type: ignore[method-assign]
-    ids = {task.job_id for task in harness.tasks()}
-    assert ids == {str(n) for n in range(1, 27)}
+    """For every page: tasks change just before it is built, pages completing in any order."""
+    churning.set_faults(Faults(latency_jitter_seconds=0.01))  # Pages finish in shuffled order.
+    harness = make_client(churning, page_size=100, workers=8, max_requests_per_second=1000)
+    pages = -(-CHURN_TASKS // CHURN_PAGE_SIZE)
+    for page in range(1, pages + 1):
+        before = pin_churn_tasks(churning)
+        churning.change_before_page(APP, page, action)
+        read = harness.client.read_tasks(APP)
+        after = {str(entry["jobId"]) for entry in churning.tasks(APP)}
+        got = [task.job_id for task in read.tasks]
+        assert len(got) == len(set(got)), f"page {page}: a task counted twice"
+        assert set(got) in (before, after), f"page {page}: a mix of the old and new task sets"
+        assert read.consistent, f"page {page}: {read.problem}"
     reads = harness.recorder.snapshot([APP])[APP].reads
-    assert dict(reads) == {"consistent": 1, "reread": 1, "inconsistent": 0}
+    assert reads["consistent"] == pages
+    assert reads["inconsistent"] == 0
+
+
+@pytest.mark.parametrize("action", ["create", "delete"])
+def test_a_change_between_pages_built_out_of_order_is_read_again(
+    churning: Simulator, make_client: MakeClient, action: str
+) -> None:
+    """Page 3 is built before page 2, and the tasks change between the two."""
+    harness = make_client(churning, page_size=100, workers=8, max_requests_per_second=1000)
+    before = pin_churn_tasks(churning)
+    churning.delay_page(APP, 2, 0.3)
+    churning.change_before_page(APP, 2, action)
+    read = harness.client.read_tasks(APP)
+    after = {str(entry["jobId"]) for entry in churning.tasks(APP)}
+    assert after != before
+    assert {task.job_id for task in read.tasks} == after
+    assert dict(harness.recorder.snapshot([APP])[APP].reads) == {
+        "consistent": 1,
+        "reread": 1,
+        "inconsistent": 0,
+    }
+
+
+def test_an_app_that_never_holds_still_publishes_the_best_read_and_says_so(
+    churning: Simulator, make_client: MakeClient
+) -> None:
+    """A task is created before page 2 of every read: no read can be trusted."""
+    harness = make_client(churning, page_size=100, workers=8, max_requests_per_second=1000)
+    pin_churn_tasks(churning)
+    fetch_page = harness.client.fetch_page
+
+    def fetch_page_and_churn(app_id: str, current: int, deadline: float) -> Any:
+        if current == 1:  # Each read starts here: make its page 2 see one task more.
+            churning.change_before_page(APP, 2, "create")
+        return fetch_page(app_id, current, deadline)
+
+    harness.client.fetch_page = fetch_page_and_churn  # type: ignore[method-assign]
+    read = harness.client.read_tasks(APP)
+    assert not read.consistent
+    assert "totals differ" in read.problem
+    assert len({task.job_id for task in read.tasks}) >= CHURN_TASKS
+    assert dict(harness.recorder.snapshot([APP])[APP].reads) == {
+        "consistent": 0,
+        "reread": MAX_READS - 1,
+        "inconsistent": 1,
+    }
 
 
 def test_page_past_the_end_stops_paging(pinned: Simulator, make_client: MakeClient) -> None:
