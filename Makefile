@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl
 
-.PHONY: demo test lint format bench system-packages clean
+.PHONY: demo test lint format bench lock system-packages clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) system-packages
@@ -28,6 +28,12 @@ test: $(BIN)/.installed
 system-packages:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES)
+
+# requirements.txt: the image's dependencies, pinned with hashes, newest versions pyproject allows.
+lock: $(BIN)/.installed
+	$(BIN)/pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml --quiet --upgrade --generate-hashes --universal \
+		--python-version 3.11 --custom-compile-command 'make lock' --output-file requirements.txt
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
