@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl
+# podman, runc and debootstrap build and run the image (tests/deploy/test_image.py).
+APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl podman runc debootstrap
+APT_COMMANDS := promtool prometheus-alertmanager openssl podman runc debootstrap
 
 .PHONY: demo test lint format bench lock system-packages clean
 
@@ -19,8 +21,7 @@ demo: $(BIN)/.installed
 	$(BIN)/aivoice-exporter --demo
 
 test: $(BIN)/.installed
-	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null \
-		&& command -v openssl >/dev/null || $(MAKE) system-packages
+	@(for c in $(APT_COMMANDS); do command -v $$c >/dev/null || exit 1; done) || $(MAKE) system-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -46,5 +47,6 @@ format: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench.py
 
+# The image tests' debootstrap tarball stays in /var/cache/aivoice-exporter; delete it to refresh.
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
