@@ -80,7 +80,8 @@ def pod_template(resources: Resources) -> dict[str, Any]:
 
 
 def container(resources: Resources) -> dict[str, Any]:
-    (only,) = pod_template(resources)["spec"]["containers"]
+    containers: list[dict[str, Any]] = pod_template(resources)["spec"]["containers"]
+    (only,) = containers
     return only
 
 
@@ -126,7 +127,8 @@ def test_strict_validation_rejects_an_unknown_field(base: Resources) -> None:
 
 
 def test_every_kustomization_is_a_tested_build_or_a_component_one_uses() -> None:
-    builds, components = set(), set()
+    builds: set[str] = set()
+    components: set[str] = set()
     for path in KUBERNETES.rglob("kustomization.yaml"):
         folder = path.parent.relative_to(KUBERNETES).as_posix()
         kind = yaml.safe_load(path.read_text())["kind"]
