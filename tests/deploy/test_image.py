@@ -23,7 +23,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,9 @@ def image(
     try:
         yield tag
     finally:
-        podman("rmi", "--force", tag, check=False)
+        removed = podman("rmi", tag, check=False)
+        if removed.returncode != 0:
+            warnings.warn(f"podman rmi {tag}: {removed.stderr}", stacklevel=1)
 
 
 @pytest.fixture(scope="module")
@@ -209,14 +212,16 @@ class Container:
 
 
 @pytest.fixture(scope="module")
-def containers(podman: Podman) -> Iterator[Callable[..., Container]]:
-    """Start containers (`podman run -d ARGS`); all are removed, newest first, at the end."""
+def containers(podman: Podman, image: str) -> Iterator[Callable[..., Container]]:
+    """Start containers of the image (`podman run -d OPTIONS IMAGE COMMAND`), the metrics port
+    published on loopback; all are removed, newest first (a container may share another's
+    network), before the image is."""
     started: list[str] = []
 
-    def start(*args: str, publish: bool = True) -> Container:
+    def start(options: Sequence[str], command: Sequence[str], publish: bool = True) -> Container:
         name = f"aivoice-exporter-test-{uuid.uuid4().hex[:12]}"
         ports = ["--publish", f"127.0.0.1::{DEFAULT_PORT}"] if publish else []
-        podman("run", "--detach", "--name", name, *ports, *args)
+        podman("run", "--detach", "--name", name, *ports, *options, image, *command)
         started.append(name)
         if not publish:
             return Container(name, "")
@@ -233,8 +238,8 @@ HARDENED = ("--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privil
 
 
 @pytest.fixture(scope="module")
-def demo(containers: Callable[..., Container], image: str) -> Container:
-    return containers(*HARDENED, image, "--demo")
+def demo(containers: Callable[..., Container]) -> Container:
+    return containers(HARDENED, ["--demo"])
 
 
 def _up(url: str) -> dict[str, float]:
@@ -282,10 +287,10 @@ def test_image_healthcheck_passes(podman: Podman, demo: Container) -> None:
 
 
 def test_stop_ends_it_with_exit_0_before_the_kill(
-    podman: Podman, containers: Callable[..., Container], image: str
+    podman: Podman, containers: Callable[..., Container]
 ) -> None:
     """`podman stop --time 5` kills after 5 s; exit code 0 means it ended on SIGTERM before."""
-    container = containers(*HARDENED, image, "--demo")
+    container = containers(HARDENED, ["--demo"])
     assert wait_until(lambda: _up(container.url), timeout=60)
     started = time.monotonic()
     podman("stop", "--time", "5", container.name, timeout=60)
@@ -325,7 +330,7 @@ def _compose_run_args(service: dict[str, Any]) -> list[str]:
 
 
 def test_compose_exporter_polls_the_compose_simulator_in_containers(
-    containers: Callable[..., Container], image: str
+    containers: Callable[..., Container],
 ) -> None:
     """Both compose services from this image, with the compose config, secret and flags.
 
@@ -334,13 +339,13 @@ def test_compose_exporter_polls_the_compose_simulator_in_containers(
     """
     simulator, exporter = _compose_service("simulator"), _compose_service("exporter")
     sim = containers(
-        "--add-host", "simulator:127.0.0.1", *_compose_run_args(simulator), image,
-        *simulator["command"],
-    )  # fmt: skip
+        ["--add-host", "simulator:127.0.0.1", *_compose_run_args(simulator)], simulator["command"]
+    )
     containers(
-        "--network", f"container:{sim.name}", *_compose_run_args(exporter), image,
-        *exporter["command"], publish=False,
-    )  # fmt: skip
+        ["--network", f"container:{sim.name}", *_compose_run_args(exporter)],
+        exporter["command"],
+        publish=False,
+    )
     config = yaml.safe_load((ROOT / "deploy" / "compose" / "config.yaml").read_text())
     everyone = dict.fromkeys(config["accounts"][0]["app_ids"], 1.0)
     assert wait_until(lambda: _up(sim.url) == everyone and everyone, timeout=60)
