@@ -134,9 +134,13 @@ def start_exporter() -> Iterator[Callable[..., ExporterProcess]]:
 
 
 def require_tool(*names: str) -> str:
-    """The first of these commands found; in CI a missing one fails (`make test` installs them)."""
+    """The first of these commands found; in CI a missing one fails (`make test` installs them).
+
+    Commands installed into this Python's environment (the venv's bin/) count too.
+    """
+    search = os.pathsep.join([os.environ.get("PATH", os.defpath), str(Path(sys.executable).parent)])
     for name in names:
-        path = shutil.which(name)
+        path = shutil.which(name, path=search)
         if path:
             return path
     message = f"{' or '.join(names)} not found on PATH (`make test` installs it)"
