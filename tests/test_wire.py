@@ -9,7 +9,6 @@ import json
 import pytest
 
 from exporter.codes import PollError, http_code
-from exporter.transport import parse_retry_after
 from exporter.wire import (
     MAX_DETAIL_CHARS,
     MAX_LABEL_CHARS,
@@ -115,11 +114,3 @@ def test_error_status_becomes_a_bounded_code_label(status: str, code: str) -> No
 def test_http_codes_outside_the_status_range_are_one_label() -> None:
     assert http_code(302) == "http_302"
     assert http_code(999) == "http_other"
-
-
-@pytest.mark.parametrize(
-    ("header", "seconds"),
-    [("3", 3.0), ("3600", 300.0), ("Thu, 01 Jan 1970 00:00:10 GMT", 10.0), ("soon", None)],
-)
-def test_retry_after_reads_seconds_and_dates_capped(header: str, seconds: float | None) -> None:
-    assert parse_retry_after(header, now=0.0) == seconds
