@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl
+APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl curl
 
 .PHONY: demo test lint format bench system-packages clean
 
@@ -20,7 +20,7 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null \
-		&& command -v openssl >/dev/null || $(MAKE) system-packages
+		&& command -v openssl >/dev/null && command -v curl >/dev/null || $(MAKE) system-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
