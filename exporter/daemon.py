@@ -13,7 +13,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 
 from exporter.config import Config, ConfigError
-from exporter.metrics import Exposition, ReloadStatus, render
+from exporter.metrics import Exposition, ReloadStatus, Renderer
 from exporter.poller import Poller
 from exporter.server import MetricsServer, Published, Routes, WebSecurity
 from exporter.snapshot import Snapshot
@@ -32,7 +32,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self._load_config = load_config
         self._lock = threading.Lock()
-        self._settings = config.metrics
+        self._renderer = Renderer(config.metrics)
         self._reload_status = ReloadStatus(successful=True, success_seconds=time.time())
         self._last: Snapshot | None = None
         self.published = Published(self._render(Snapshot(apps=(), requests=MappingProxyType({}))))
@@ -84,7 +84,7 @@ class Daemon:
                 self._reload_status = ReloadStatus(False, self._reload_status.success_seconds)
                 self._republish()
                 return False
-            self._settings = config.metrics
+            self._renderer = Renderer(config.metrics)
             self._reload_status = ReloadStatus(True, time.time())
             self.poller.reconfigure(config)
             log.info("Config reloaded", extra={"apps": len(config.app_ids)})
@@ -118,4 +118,4 @@ class Daemon:
             self.published.publish(self._render(self._last), ready=self._last.ready)
 
     def _render(self, snapshot: Snapshot) -> Exposition:
-        return render(snapshot, self._settings, self._reload_status)
+        return self._renderer.render(snapshot, self._reload_status)

@@ -63,6 +63,7 @@ class RequestStats:
     errors: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     duration_buckets: tuple[int, ...] = ()
     duration_sum: float = 0.0
+    # Reads of the app's task list by outcome: consistent, reread, inconsistent.
     reads: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
 

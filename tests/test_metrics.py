@@ -1,19 +1,51 @@
-"""The collectors' exposition, parsed back with client_python's own parsers."""
+"""The rendered exposition: what it says, that it is client_python's own encoding, the cache.
+
+The renderer writes sample lines itself, so the main property checks it against client_python:
+for random snapshots its bytes equal `generate_latest` of the equivalent MetricFamily objects,
+in both formats, and client_python's parsers read them back.
+"""
 
 from __future__ import annotations
 
+import gc
 import gzip
+import platform
+import subprocess
+import weakref
+import zlib
+from collections.abc import Iterator, Sequence
 from types import MappingProxyType
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from exporter import __version__, metrics
 from exporter.codes import TASK_LIST_CODES, TRANSPORT_CODES
 from exporter.config import MetricsConfig
-from exporter.metrics import Exposition, ReloadStatus, render
-from exporter.snapshot import KNOWN_STATUSES, AppSnapshot, Snapshot, Task
-from exporter.stats import RequestRecorder
+from exporter.metrics import (
+    MAX_OTHER_STATUSES,
+    OTHER_STATUS,
+    Exposition,
+    ReloadStatus,
+    Renderer,
+    render,
+    status_sums,
+)
+from exporter.snapshot import KNOWN_STATUSES, AppSnapshot, RequestStats, Snapshot, Task
+from exporter.stats import DURATION_BOUNDS, RequestRecorder
+from tests.conftest import require_tool
 
 ODD_NAMES = (
     'say "hello"',
@@ -23,6 +55,10 @@ ODD_NAMES = (
     "📞 campaign 🚀",
     "",
 )
+RELOAD = ReloadStatus(True, 1_700_000_000.0)
+TASK_INFO_LABELS = ("name", "status", "mode", "dialog_flow", "line", "hangup_sms")
+TASK_INFO_LABELS += ("dialog_flow_unbound",)
+LIVE_PREFIXES = ("process_", "python_")
 
 
 def task(job_id: str, status: str = "IN_PROCESS", calls: int = 100, done: int = 40, **kw) -> Task:
@@ -57,8 +93,25 @@ def samples(exposition: Exposition, openmetrics: bool = False) -> dict[tuple, fl
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
 
 
+def api_samples(body: bytes, openmetrics: bool) -> dict[tuple, str]:
+    """Like `samples`, without the process metrics, which change from one scrape to the next.
+
+    Values are compared as text, where NaN equals NaN.
+    """
+    families = (parse_om if openmetrics else parse_text)(body.decode("utf-8"))
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): repr(s.value)
+        for f in families
+        for s in f.samples
+        if not f.name.startswith(LIVE_PREFIXES)
+    }
+
+
 def rendered(snap: Snapshot, settings: MetricsConfig | None = None) -> Exposition:
-    return render(snap, settings or MetricsConfig(), ReloadStatus(True, 1_700_000_000.0))
+    return render(snap, settings or MetricsConfig(), RELOAD)
+
+
+# ---------------------------------------------------------------------------------- what it says
 
 
 def test_aggregates_sum_tasks_per_status() -> None:
@@ -80,6 +133,39 @@ def test_every_known_status_is_present_at_zero() -> None:
 def test_unknown_status_gets_its_own_series() -> None:
     got = samples(rendered(snapshot(app("A", (task("1", "ARCHIVED"),)))))
     assert got[("aivoice_tasks", (("app_id", "A"), ("status", "ARCHIVED")))] == 1
+
+
+def test_unknown_statuses_beyond_the_limit_are_summed_under_other() -> None:
+    # Status Sn has n+1 tasks, so the ones with the fewest tasks are the ones folded.
+    extra = 5
+    tasks = tuple(
+        task(f"{n}-{k}", f"S{n:02}", calls=10, done=1)
+        for n in range(MAX_OTHER_STATUSES + extra)
+        for k in range(n + 1)
+    )
+    got = samples(rendered(snapshot(app("A", tasks))))
+    statuses = {dict(labels)["status"] for name, labels in got if name == "aivoice_tasks"}
+    kept = {f"S{n:02}" for n in range(extra, MAX_OTHER_STATUSES + extra)}
+    assert statuses == {*KNOWN_STATUSES, *kept, OTHER_STATUS}
+    other = (("app_id", "A"), ("status", OTHER_STATUS))
+    folded_tasks = sum(n + 1 for n in range(extra))
+    assert got[("aivoice_tasks", other)] == folded_tasks
+    assert got[("aivoice_calls", other)] == 10 * folded_tasks
+    assert got[("aivoice_calls_completed", other)] == folded_tasks
+
+
+def test_known_statuses_never_count_towards_the_limit() -> None:
+    tasks = tuple(task(f"k{n}", status) for n, status in enumerate(KNOWN_STATUSES))
+    tasks += tuple(task(f"u{n}", f"U{n:02}") for n in range(MAX_OTHER_STATUSES))
+    sums = status_sums(tasks)
+    assert OTHER_STATUS not in sums
+    assert len(sums) == len(KNOWN_STATUSES) + MAX_OTHER_STATUSES
+
+
+def test_a_status_named_other_joins_the_other_series() -> None:
+    sums = status_sums((task("1", OTHER_STATUS, calls=7), task("2", "ARCHIVED", calls=5)))
+    assert sums[OTHER_STATUS] == (1, 7, 40)
+    assert sums["ARCHIVED"] == (1, 5, 40)
 
 
 def test_per_task_series_carry_the_task_figures() -> None:
@@ -107,6 +193,20 @@ def test_task_info_carries_the_metadata() -> None:
     assert got[("aivoice_task_info", tuple(sorted(labels.items())))] == 1
 
 
+def test_many_tasks_are_all_rendered() -> None:
+    """More tasks than one encoded piece holds, so several pieces join up in order."""
+    count = 2 * metrics.PIECE_TASKS + 3
+    tasks = tuple(task(str(n), calls=n) for n in range(count))
+    got = samples(rendered(snapshot(app("A", tasks))), openmetrics=True)
+    calls = {dict(lb)["job_id"]: v for (name, lb), v in got.items() if name == "aivoice_task_calls"}
+    assert calls == {str(n): n for n in range(count)}
+
+
+def test_a_repeated_job_id_is_rendered_once() -> None:
+    got = samples(rendered(snapshot(app("A", (task("1", calls=5), task("1", calls=6))))))
+    assert [v for (name, _), v in got.items() if name == "aivoice_task_calls"] == [5]
+
+
 @pytest.mark.parametrize("name", ODD_NAMES)
 @pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
 def test_odd_task_names_survive_escaping(name: str, openmetrics: bool) -> None:
@@ -117,6 +217,30 @@ def test_odd_task_names_survive_escaping(name: str, openmetrics: bool) -> None:
         if metric == "aivoice_task_info"
     ]
     assert names == [name]
+
+
+def test_a_lone_surrogate_becomes_a_question_mark() -> None:
+    exposition = rendered(snapshot(app("A", (task("1", name="bad \ud800 name", status="\udfff"),))))
+    got = samples(exposition, openmetrics=True)
+    (labels,) = [dict(lb) for name, lb in got if name == "aivoice_task_info"]
+    assert (labels["name"], labels["status"]) == ("bad ? name", "?")
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_values_too_big_for_a_float_render_as_infinity(openmetrics: bool) -> None:
+    huge = 10**400
+    got = samples(rendered(snapshot(app("A", (task("1", calls=huge, done=-huge),)))), openmetrics)
+    key = (("app_id", "A"), ("job_id", "1"))
+    assert got[("aivoice_task_calls", key)] == float("inf")
+    assert got[("aivoice_task_calls_completed", key)] == float("-inf")
+    assert got[("aivoice_calls", (("app_id", "A"), ("status", "IN_PROCESS")))] == float("inf")
+
+
+def test_empty_strings_render() -> None:
+    empty = task("", "", name="", mode="", dialog_flow="", line="")
+    got = samples(rendered(snapshot(app("A", (empty,)))), openmetrics=True)
+    assert got[("aivoice_task_calls", (("app_id", "A"), ("job_id", "")))] == 100
+    assert got[("aivoice_tasks", (("app_id", "A"), ("status", "")))] == 1
 
 
 def test_per_task_off_leaves_only_aggregates() -> None:
@@ -161,6 +285,26 @@ def test_request_counts_and_histogram() -> None:
     assert got[("aivoice_api_request_duration_seconds_sum", (("app_id", "A"),))] == 3.07
 
 
+def test_request_stats_without_buckets_have_no_histogram() -> None:
+    snap = Snapshot((app("A", ()),), MappingProxyType({"A": RequestStats(requests=3)}))
+    got = samples(rendered(snap), openmetrics=True)
+    assert got[("aivoice_api_requests_total", (("app_id", "A"),))] == 3
+    assert not [name for name, _ in got if name.startswith("aivoice_api_request_duration")]
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_poll_reads_are_counted_by_result(openmetrics: bool) -> None:
+    reads = MappingProxyType({"consistent": 7, "reread": 2, "inconsistent": 0})
+    snap = Snapshot((app("A", ()),), MappingProxyType({"A": RequestStats(reads=reads)}))
+    got = samples(rendered(snap), openmetrics)
+    counted = {
+        dict(labels)["result"]: value
+        for (name, labels), value in got.items()
+        if name == "aivoice_poll_reads_total"
+    }
+    assert counted == {"consistent": 7, "reread": 2, "inconsistent": 0}
+
+
 def test_help_says_values_are_cached() -> None:
     text = rendered(snapshot(app("A", (task("1"),)))).text.decode()
     helps = [line for line in text.splitlines() if line.startswith("# HELP aivoice_")]
@@ -176,15 +320,284 @@ def test_no_sample_carries_a_timestamp() -> None:
     assert all(len(line.split(" ")) == 2 for line in samples_lines if "{" not in line)
 
 
-def test_gzip_body_decompresses_to_the_plain_one() -> None:
-    exposition = rendered(snapshot(app("A", (task("1"),))))
-    assert (
-        gzip.decompress(exposition.body(openmetrics=True, gzipped=True)) == exposition.openmetrics
-    )
-    assert exposition.openmetrics.endswith(b"# EOF\n")
-
-
 def test_build_info_names_the_version() -> None:
     got = samples(rendered(Snapshot(apps=(), requests=MappingProxyType({}))))
     (labels,) = [dict(lb) for name, lb in got if name == "aivoice_exporter_build_info"]
-    assert set(labels) == {"version", "python_version"}
+    assert labels == {"version": __version__, "python_version": platform.python_version()}
+
+
+def test_text_format_passes_promtool_check_metrics(tmp_path) -> None:
+    # promtool reads the Prometheus text format only; OpenMetrics is checked by the parsers.
+    recorder = RequestRecorder()
+    recorder.observe("A", 0.3, "-6")
+    tasks = tuple(task(str(n), name=name) for n, name in enumerate(ODD_NAMES))
+    snap = snapshot(app("A", tasks), app("B", None, up=False), recorder=recorder)
+    result = subprocess.run(
+        [require_tool("promtool"), "check", "metrics"],
+        input=rendered(snap).text,
+        capture_output=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+
+
+# ---------------------------------------------------------------------- client_python's encoding
+
+
+def reference(snap: Snapshot, settings: MetricsConfig, reload: ReloadStatus) -> list[Metric]:
+    """The same metrics as MetricFamily objects, the way client_python's users build them."""
+    m = metrics
+    build = InfoMetricFamily(
+        m.BUILD_INFO.name,
+        m.BUILD_INFO.help,
+        value={"version": __version__, "python_version": platform.python_version()},
+    )
+    successful = GaugeMetricFamily(
+        m.RELOAD_SUCCESSFUL.name, m.RELOAD_SUCCESSFUL.help, value=float(reload.successful)
+    )
+    reloaded = GaugeMetricFamily(
+        m.RELOAD_TIMESTAMP.name, m.RELOAD_TIMESTAMP.help, value=reload.success_seconds
+    )
+    per_app = {f.name: GaugeMetricFamily(f.name, f.help, labels=["app_id"]) for f in m.APP_FAMILIES}
+    for family in (m.TASKS, m.CALLS, m.CALLS_COMPLETED):
+        per_app[family.name] = GaugeMetricFamily(
+            family.name, family.help, labels=["app_id", "status"]
+        )
+    for family in (m.TASK_CALLS, m.TASK_CALLS_COMPLETED, m.TASK_ROBOTS, m.TASK_CREATED):
+        per_app[family.name] = GaugeMetricFamily(
+            family.name, family.help, labels=["app_id", "job_id"]
+        )
+    per_app[m.TASK_INFO.name] = InfoMetricFamily(
+        m.TASK_INFO.name, m.TASK_INFO.help, labels=["app_id", "job_id", *TASK_INFO_LABELS]
+    )
+    for item in snap.apps:
+        a = item.app_id
+        per_app["aivoice_up"].add_metric([a], 1.0 if item.up else 0.0)
+        per_app["aivoice_poll_duration_seconds"].add_metric([a], item.poll_duration_seconds)
+        if item.last_success_seconds is not None:
+            last = "aivoice_poll_last_success_timestamp_seconds"
+            per_app[last].add_metric([a], item.last_success_seconds)
+        if item.tasks is None:
+            continue
+        for status, (count, calls, done) in status_sums(item.tasks).items():
+            per_app["aivoice_tasks"].add_metric([a, status], count)
+            per_app["aivoice_calls"].add_metric([a, status], calls)
+            per_app["aivoice_calls_completed"].add_metric([a, status], done)
+        wanted = set(settings.per_task_statuses)
+        for t in item.tasks if settings.per_task else ():
+            if wanted and t.status not in wanted:
+                continue
+            per_app["aivoice_task_calls"].add_metric([a, t.job_id], t.calls)
+            per_app["aivoice_task_calls_completed"].add_metric([a, t.job_id], t.calls_completed)
+            per_app["aivoice_task_robots"].add_metric([a, t.job_id], t.robots)
+            if t.created_seconds is not None:
+                created = "aivoice_task_created_timestamp_seconds"
+                per_app[created].add_metric([a, t.job_id], t.created_seconds)
+            flags = [str(t.hangup_sms).lower(), str(t.dialog_flow_unbound).lower()]
+            info = [t.name, t.status, t.mode, t.dialog_flow, t.line, *flags]
+            per_app["aivoice_task"].add_metric([a, t.job_id, *info], {})
+    requests = CounterMetricFamily(m.API_REQUESTS.name, m.API_REQUESTS.help, labels=["app_id"])
+    errors = CounterMetricFamily(m.API_ERRORS.name, m.API_ERRORS.help, labels=["app_id", "code"])
+    duration = HistogramMetricFamily(m.API_DURATION.name, m.API_DURATION.help, labels=["app_id"])
+    reads = CounterMetricFamily(m.POLL_READS.name, m.POLL_READS.help, labels=["app_id", "result"])
+    bounds = [*(repr(float(b)) for b in DURATION_BOUNDS), "+Inf"]
+    for a, stats in snap.requests.items():
+        requests.add_metric([a], stats.requests)
+        for code, count in sorted(stats.errors.items()):
+            errors.add_metric([a, code], count)
+        if len(stats.duration_buckets) == len(bounds):
+            duration.add_metric(
+                [a], list(zip(bounds, stats.duration_buckets, strict=True)), stats.duration_sum
+            )
+        for result, count in sorted(stats.reads.items()):
+            reads.add_metric([a, result], count)
+    return [build, successful, reloaded, *per_app.values(), requests, errors, duration, reads]
+
+
+class Source:
+    def __init__(self, families: Sequence[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+LABEL_TEXT = st.text(max_size=8) | st.sampled_from(ODD_NAMES)
+COUNTS = st.integers(min_value=-(2**53), max_value=2**53) | st.integers(0, 2_000_000)
+SECONDS = st.floats(allow_nan=True, allow_infinity=True) | st.floats(1e9, 2e9)
+TASKS = st.builds(
+    Task,
+    job_id=LABEL_TEXT,
+    name=LABEL_TEXT,
+    status=st.sampled_from(KNOWN_STATUSES) | LABEL_TEXT,
+    calls=COUNTS,
+    calls_completed=COUNTS,
+    robots=COUNTS,
+    mode=LABEL_TEXT,
+    dialog_flow=LABEL_TEXT,
+    line=LABEL_TEXT,
+    hangup_sms=st.booleans(),
+    dialog_flow_unbound=st.booleans(),
+    created_seconds=st.none() | SECONDS,
+)
+
+
+@st.composite
+def request_stats(draw: st.DrawFn) -> RequestStats:
+    counts = st.integers(0, 2**53)
+    steps = draw(st.lists(st.integers(0, 1000), min_size=len(DURATION_BOUNDS) + 1))
+    buckets = tuple(sum(steps[: n + 1]) for n in range(len(steps)))
+    return RequestStats(
+        requests=draw(counts),
+        errors=MappingProxyType(draw(st.dictionaries(LABEL_TEXT, counts, max_size=4))),
+        duration_buckets=draw(st.just(buckets) | st.just(())),
+        duration_sum=draw(st.floats(0, 1e9)),
+        reads=MappingProxyType(
+            draw(st.dictionaries(st.sampled_from(["consistent", "reread", "inconsistent"]), counts))
+        ),
+    )
+
+
+@st.composite
+def snapshots(draw: st.DrawFn) -> Snapshot:
+    app_ids = draw(st.lists(LABEL_TEXT, max_size=3, unique=True))
+    apps = []
+    for app_id in app_ids:
+        tasks = draw(st.none() | st.lists(TASKS, max_size=6, unique_by=lambda t: t.job_id))
+        apps.append(
+            AppSnapshot(
+                app_id=app_id,
+                up=draw(st.booleans()),
+                tasks=None if tasks is None else tuple(tasks),
+                poll_duration_seconds=draw(st.floats(0, 1e6)),
+                last_success_seconds=draw(st.none() | SECONDS),
+            )
+        )
+    stats = {app_id: draw(request_stats()) for app_id in draw(st.permutations(app_ids))}
+    return Snapshot(tuple(apps), MappingProxyType(stats))
+
+
+METRICS_CONFIGS = st.builds(
+    MetricsConfig,
+    per_task=st.booleans(),
+    per_task_statuses=st.lists(st.sampled_from(KNOWN_STATUSES), max_size=2).map(tuple),
+)
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+@PROPERTY
+@given(snap=snapshots(), settings=METRICS_CONFIGS)
+def test_output_is_byte_for_byte_client_pythons_own(
+    snap: Snapshot, settings: MetricsConfig, openmetrics: bool
+) -> None:
+    cached, _ = render(snap, settings, RELOAD).parts(openmetrics, gzipped=False)
+    encode = generate_openmetrics if openmetrics else generate_latest
+    expected = encode(Source(reference(snap, settings, RELOAD)))  # type: ignore[arg-type]
+    assert cached == expected.removesuffix(b"# EOF\n")
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+@PROPERTY
+@given(snap=snapshots(), settings=METRICS_CONFIGS)
+def test_output_parses_with_client_pythons_parsers(
+    snap: Snapshot, settings: MetricsConfig, openmetrics: bool
+) -> None:
+    exposition = render(snap, settings, RELOAD)
+    plain = exposition.body(openmetrics, gzipped=False)
+    families = list((parse_om if openmetrics else parse_text)(plain.decode("utf-8")))
+    names = [family.name for family in families]
+    assert len(names) == len(set(names))
+    assert "process_open_fds" in names
+    assert api_samples(plain, openmetrics) == api_samples(
+        gzip.decompress(exposition.body(openmetrics, gzipped=True)), openmetrics
+    )
+
+
+# ---------------------------------------------------------------------------- cached and live
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_gzip_body_is_one_gzip_member_of_the_plain_body(openmetrics: bool) -> None:
+    exposition = rendered(snapshot(app("A", (task("1"),))))
+    body = exposition.body(openmetrics, gzipped=True)
+    decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    plain = decompressor.decompress(body)
+    assert decompressor.eof
+    assert decompressor.unused_data == b""
+    assert api_samples(plain, openmetrics) == api_samples(
+        exposition.body(openmetrics, False), openmetrics
+    )
+    assert plain.endswith(b"# EOF\n") == openmetrics
+
+
+def test_live_metrics_follow_the_process_between_scrapes() -> None:
+    exposition = rendered(snapshot(app("A", (task("1"),))))
+    open_fds = ("process_open_fds", ())
+    before = samples(exposition, openmetrics=True)[open_fds]
+    files = [open(__file__, "rb") for _ in range(30)]  # noqa: SIM115
+    try:
+        after = samples(exposition, openmetrics=True)
+    finally:
+        for file in files:
+            file.close()
+    assert after[open_fds] >= before + 30
+    assert after[("aivoice_up", (("app_id", "A"),))] == 1
+
+
+def test_cached_part_is_built_once_per_format() -> None:
+    exposition = rendered(snapshot(app("A", (task("1"),))))
+    first, _ = exposition.parts(openmetrics=True, gzipped=True)
+    again, _ = exposition.parts(openmetrics=True, gzipped=True)
+    assert first is again
+    plain, _ = exposition.parts(openmetrics=True, gzipped=False)
+    assert plain is exposition.parts(openmetrics=True, gzipped=False)[0]
+
+
+class CountingRenders:
+    """Wraps `render_app` to record which apps it rendered."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.apps: list[str] = []
+        original = metrics.render_app
+
+        def counting(item: AppSnapshot, settings: MetricsConfig):  # type: ignore[no-untyped-def]
+            self.apps.append(item.app_id)
+            return original(item, settings)
+
+        monkeypatch.setattr(metrics, "render_app", counting)
+
+
+def test_renderer_renders_only_apps_whose_snapshot_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    renders = CountingRenders(monkeypatch)
+    a, b = app("A", (task("1"),)), app("B", (task("2", calls=5),))
+    renderer = Renderer(MetricsConfig())
+    renderer.render(snapshot(a, b), RELOAD)
+    b_again = app("B", (task("2", calls=6),))
+    second = renderer.render(snapshot(a, b_again), RELOAD)
+    assert renders.apps == ["A", "B", "B"]
+    got = samples(second)
+    assert got[("aivoice_task_calls", (("app_id", "A"), ("job_id", "1")))] == 100
+    assert got[("aivoice_task_calls", (("app_id", "B"), ("job_id", "2")))] == 6
+
+
+def test_renderer_output_equals_a_fresh_render(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = app("A", (task("1"),)), app("B", (task("2"),))
+    renderer = Renderer(MetricsConfig())
+    renderer.render(snapshot(a, b), RELOAD)
+    later = snapshot(app("C", (task("3"),)), a)
+    cached, _ = renderer.render(later, RELOAD).parts(openmetrics=True, gzipped=False)
+    fresh, _ = rendered(later).parts(openmetrics=True, gzipped=False)
+    assert cached == fresh
+
+
+def test_renderer_lets_go_of_an_app_the_snapshot_no_longer_holds() -> None:
+    removed = app("B", (task("2"),))
+    alive = weakref.ref(removed)
+    renderer = Renderer(MetricsConfig())
+    renderer.render(snapshot(app("A", ()), removed), RELOAD)
+    del removed
+    exposition = renderer.render(snapshot(app("A", ())), RELOAD)
+    gc.collect()
+    assert alive() is None
+    assert not [labels for _, labels in samples(exposition) if ("app_id", "B") in labels]
