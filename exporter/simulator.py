@@ -198,7 +198,7 @@ class Faults:
       (``Stats.redirect_credentials``): both must stay 0. ``http_<N>``.
     * ``drip``: 200 with valid headers and ``Content-Length``, then the real page one byte every
       ``drip_interval_seconds``: each read gets data, the whole body takes far longer than any
-      client timeout (a page is thousands of bytes). ``timeout``.
+      client timeout (even an empty page is over 100 bytes). ``timeout``.
     * ``oversize``: 200 with a body of ``oversize_bytes``: whitespace then the real page, so it is
       valid JSON and only a size cap stops it; streamed, never held in memory. ``invalid_response``.
     * ``gzip_bomb``: 200, ``Content-Encoding: gzip``, about 1/1000 of ``gzip_bomb_bytes`` on the
