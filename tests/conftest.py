@@ -24,6 +24,7 @@ import requests
 import yaml
 
 from exporter.simulator import Simulator
+from tests.support.simulator_process import SimulatorProcess
 
 API_KEY = "testKey1"
 API_SECRET = "test-secret-value"
@@ -40,7 +41,7 @@ def simulator() -> Iterator[Simulator]:
         sim.stop()
 
 
-def config_for(sim: Simulator, **sections: dict[str, Any]) -> dict[str, Any]:
+def config_for(sim: Simulator | SimulatorProcess, **sections: dict[str, Any]) -> dict[str, Any]:
     """A valid config document aimed at the simulator; `sections` override parts of it."""
     config: dict[str, Any] = {
         "api": {"base_url": sim.base_url, "timeout_seconds": 2, "max_requests_per_second": 200},

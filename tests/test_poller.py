@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +18,7 @@ from exporter.snapshot import AppSnapshot, Snapshot
 from exporter.stats import RequestRecorder
 from tests.conftest import API_KEY, API_SECRET, config_for, wait_until
 from tests.support.records import record
+from tests.support.simulator_process import SimulatorProcess
 
 
 class Published:
@@ -182,8 +180,9 @@ def test_counts_whose_sum_overflows_a_float_never_reach_the_render(simulator: Si
 def test_threads_are_bounded_by_concurrency_not_by_apps(tmp_path: Path) -> None:
     """200 apps at concurrency 8: the poller adds two pools of 8 threads, whatever the apps."""
     apps = [f"APP_{n}" for n in range(200)]
-    with simulator_process(apps, tasks_per_app=30, page_size=10) as base_url:
-        document = config_for_url(base_url, apps, poll={"concurrency": 8})
+    with SimulatorProcess(API_KEY, API_SECRET, apps, tasks_per_app=30, page_size=10) as sim:
+        document = config_for(sim, poll={"concurrency": 8})
+        document["accounts"][0]["app_ids"] = apps
         before = threading.active_count()
         peak = [before]
         stop_watching = threading.Event()
@@ -208,43 +207,3 @@ def test_threads_are_bounded_by_concurrency_not_by_apps(tmp_path: Path) -> None:
             watcher.join()
     assert len(snapshot.apps) == 200 and all(app.up for app in snapshot.apps)
     assert peak[0] - before <= 2 * 8 + 1  # The pools, and the watcher itself.
-
-
-@contextlib.contextmanager
-def simulator_process(apps: list[str], **options: int) -> Iterator[str]:
-    """The simulator in a process of its own, so that its threads are not counted here."""
-    flags = [f"--{name.replace('_', '-')}={value}" for name, value in options.items()]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter.simulator",
-            "--listen-address",
-            "127.0.0.1:0",
-            "--api-key",
-            API_KEY,
-            "--api-secret",
-            API_SECRET,
-            "--app-ids",
-            ",".join(apps),
-            *flags,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        yield line.strip().removeprefix("listening on ")
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def config_for_url(base_url: str, apps: list[str], **sections: Any) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "api": {"base_url": base_url, "timeout_seconds": 5, "max_requests_per_second": 1000},
-        "accounts": [{"api_key": API_KEY, "api_secret": API_SECRET, "app_ids": apps}],
-    }
-    document.update(sections)
-    return document
