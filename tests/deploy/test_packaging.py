@@ -44,7 +44,7 @@ import yaml
 from exporter.config import parse_config
 from tests.conftest import require_tool
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
 UNIT = ROOT / "deploy" / "aivoice-exporter.service"

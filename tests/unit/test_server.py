@@ -30,7 +30,7 @@ from tests.conftest import (
     wait_until,
     write_config,
 )
-from tests.test_metrics import ODD_NAMES, RELOAD, api_samples, app, snapshot, task
+from tests.unit.test_metrics import ODD_NAMES, RELOAD, api_samples, app, snapshot, task
 
 OPENMETRICS = {"Accept": "application/openmetrics-text; version=1.0.0"}
 IDLE_CONNECTIONS = 30

@@ -16,7 +16,7 @@ import yaml
 
 from tests.conftest import require_tool
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "prometheus"
 RULES = PROMETHEUS_DIR / "rules.yml"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"

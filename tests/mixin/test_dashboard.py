@@ -1,6 +1,6 @@
 """The Grafana dashboard and its provisioning, checked structurally (no Grafana needed).
 
-The end-to-end test (tests/test_prometheus_e2e.py) runs the same queries through a real
+The end-to-end test (tests/system/test_prometheus_e2e.py) runs the same queries through a real
 Prometheus; this file checks what can be seen from the JSON alone: fixed uid, unique ids, the
 datasource variable everywhere, a grid that fits, and that every metric name the dashboard and
 the rules use is one the exporter promises (issue 2's table) or a recording rule.
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "grafana" / "aivoice-dashboard.json"
 PROVISIONING = ROOT / "grafana" / "provisioning"
 RULES = ROOT / "prometheus" / "rules.yml"

@@ -37,7 +37,7 @@ def test_minimal_config_takes_documented_defaults() -> None:
 
 
 def test_example_config_is_valid() -> None:
-    example = Path(__file__).parent.parent / "config.example.yaml"
+    example = Path(__file__).parents[2] / "config.example.yaml"
     config = load_config(example, {"AIVOICE_API_SECRET": "from-env"})
     assert config.accounts[0].api_secret == "from-env"
 

@@ -27,7 +27,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import require_tool
-from tests.test_dashboard import (
+from tests.mixin.test_dashboard import (
     ALERTS,
     EXPORTED_METRICS,
     MAY_BE_EMPTY,
