@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cli import DEFAULT_PORT
 from exporter.demo import DEMO_APPS
-from tests.conftest import require_tool, wait_until
+from tests.support.tools import require_tool, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("AIVOICE_TEST_CACHE", "/var/cache/aivoice-exporter"))

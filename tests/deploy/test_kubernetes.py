@@ -25,7 +25,7 @@ import yaml
 import exporter
 from exporter.cli import DEFAULT_PORT
 from exporter.config import parse_config
-from tests.conftest import require_tool
+from tests.support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"

@@ -42,7 +42,7 @@ import pytest
 import yaml
 
 from exporter.config import parse_config
-from tests.conftest import require_tool
+from tests.support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

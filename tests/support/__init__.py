@@ -1,1 +1,4 @@
-"""Test tools shared by the test modules: fakes the tests control."""
+"""What the tests share: fakes the tests control, processes they start, data they build.
+
+Test modules import from here (and get fixtures from tests/conftest.py), never from each other.
+"""

@@ -1,41 +1,56 @@
-"""The real `aivoice-exporter` process end to end: --once, the served /metrics, signals, --demo."""
+"""The real `aivoice-exporter` process end to end: --once, the served /metrics, signals,
+--demo, --config.check, and the exit codes and one-line errors of a bad start."""
 
 from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter.simulator import Faults, Simulator
-from tests.conftest import APP_IDS, config_for, scrape, wait_until, write_config
+from tests.support.configs import APP_IDS, config_for, write_config
+from tests.support.exposition import api_samples
+from tests.support.processes import ExporterProcess
 from tests.support.records import record
+from tests.support.tools import scrape, wait_until
+
+pytestmark = pytest.mark.slow
 
 A, B = APP_IDS
+OPENMETRICS = {"Accept": "application/openmetrics-text; version=1.0.0"}
+IDLE_CONNECTIONS = 30
 
 
-def sample_values(text: str, name: str) -> dict[tuple, float]:
+def sample_values(text: str, name: str, openmetrics: bool = False) -> dict[tuple, float]:
+    families = (parse_om if openmetrics else parse_text)(text)
     return {
         tuple(sorted(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
+        for family in families
         for s in family.samples
         if s.name == name
     }
 
 
-def run_once(config: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The exporter with these flags, run to its end."""
     return subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.file", str(config), "--once"],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=60
     )
+
+
+def run_once(config: Path) -> subprocess.CompletedProcess[str]:
+    return run_cli("--config.file", str(config), "--once")
 
 
 def test_once_prints_metrics_and_exits_0(simulator: Simulator, tmp_path: Path) -> None:
@@ -55,7 +70,9 @@ def test_once_exits_1_when_an_app_fails(simulator: Simulator, tmp_path: Path) ->
     assert "application does not exist" in result.stderr
 
 
-def test_daemon_serves_metrics(simulator: Simulator, tmp_path: Path, start_exporter) -> None:
+def test_served_metrics_show_the_apps_up_and_the_build_info(
+    simulator: Simulator, tmp_path: Path, start_exporter
+) -> None:
     config = write_config(tmp_path / "c.yaml", config_for(simulator))
     exporter = start_exporter("--config.file", str(config))
     text = wait_until(
@@ -65,7 +82,9 @@ def test_daemon_serves_metrics(simulator: Simulator, tmp_path: Path, start_expor
     assert sample_values(text, "aivoice_exporter_build_info")
 
 
-def test_custom_telemetry_path(simulator: Simulator, tmp_path: Path, start_exporter) -> None:
+def test_telemetry_path_flag_moves_the_metrics(
+    simulator: Simulator, tmp_path: Path, start_exporter
+) -> None:
     config = write_config(tmp_path / "c.yaml", config_for(simulator))
     exporter = start_exporter("--config.file", str(config), "--web.telemetry-path", "/probe")
     assert "aivoice_exporter_build_info" in scrape(exporter.url + "/probe").text
@@ -85,29 +104,25 @@ def test_signal_mid_poll_exits_0_within_5_seconds(
     assert time.monotonic() - started < 5
 
 
-def test_json_log_format(simulator: Simulator, tmp_path: Path, start_exporter) -> None:
+def test_json_log_format_logs_the_listen_address_as_a_field(
+    simulator: Simulator, tmp_path: Path, start_exporter
+) -> None:
     config = write_config(tmp_path / "c.yaml", config_for(simulator))
     exporter = start_exporter("--config.file", str(config), "--log.format", "json", wait=False)
-    line = exporter.wait_for_log(r'"msg": "Listening"')
+    line = exporter.wait_for_line(r'"msg": "Listening"').string
     assert re.search(r'"address": "127\.0\.0\.1:\d+"', line)
 
 
 def test_demo_runs_without_a_config(start_exporter) -> None:
     exporter = start_exporter("--demo")
-    line = exporter.wait_for_log(r"Demo: metrics at http://")
-    url = re.search(r"(http://\S+)", line).group(1)  # type: ignore[union-attr]
+    url = exporter.wait_for_line(r"Demo: metrics at (http://\S+)").group(1)
     # Each app is published as its own first poll ends: wait for all three.
     ups = wait_until(lambda: len(u := sample_values(scrape(url).text, "aivoice_up")) == 3 and u)
     assert set(ups.values()) == {1.0}
 
 
 def run_check(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.check", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli("--config.check", *args)
 
 
 def test_config_check_lists_the_apps_and_exits_0_without_polling(
@@ -136,3 +151,56 @@ def test_config_check_checks_the_web_config_too(simulator: Simulator, tmp_path: 
     result = run_check("--config.file", str(config), "--web.config.file", str(web))
     assert result.returncode == 2
     assert "tls_server_config" in result.stderr
+
+
+def test_config_error_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("accounts:\n  - api_key: k\n    app_ids: [A]\n")
+    result = run_cli("--config.file", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "aivoice-exporter: config error: accounts[0].api_secret: missing"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file_exits_2_without_traceback(tmp_path: Path) -> None:
+    result = run_cli("--config.file", str(tmp_path / "absent.yaml"))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "cannot read config file" in result.stderr
+
+
+def test_bad_listen_address_exits_2() -> None:
+    result = run_cli("--web.listen-address", "nonsense")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "aivoice-exporter: config error: --web.listen-address: want HOST:PORT, got 'nonsense'"
+    )
+
+
+def test_open_fds_follow_idle_connections_without_a_poll(
+    simulator: Simulator, start_exporter: Callable[..., ExporterProcess], tmp_path: Path
+) -> None:
+    """The process metrics are the process's now; the API data stay those of the last poll."""
+    path = write_config(
+        tmp_path / "config.yaml", config_for(simulator, poll={"interval_seconds": 3600})
+    )
+    exporter = start_exporter("--config.file", str(path))
+    wait_until(lambda: requests.get(exporter.url + "/-/ready", timeout=5).status_code == 200)
+    before = scrape(exporter.url + "/metrics", headers=OPENMETRICS).text
+    with ExitStack() as stack:
+        host, port = exporter.address.rsplit(":", 1)
+        for _ in range(IDLE_CONNECTIONS):
+            stack.enter_context(socket.create_connection((host, int(port)), timeout=5))
+        # The server accepts in arrival order, so this scrape comes after all 30 are open.
+        after = scrape(exporter.url + "/metrics", headers=OPENMETRICS).text
+    success = "aivoice_poll_last_success_timestamp_seconds"
+    assert (
+        api_samples(after.encode(), True)[(success, (("app_id", A),))]
+        == api_samples(before.encode(), True)[(success, (("app_id", A),))]
+    )
+    open_fds = "process_open_fds"
+    assert sample_values(after, open_fds, openmetrics=True)[()] >= (
+        sample_values(before, open_fds, openmetrics=True)[()] + IDLE_CONNECTIONS
+    )

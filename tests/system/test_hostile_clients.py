@@ -21,7 +21,9 @@ import requests
 from exporter.config import parse_config
 from exporter.daemon import Daemon
 from exporter.simulator import Simulator
-from tests.conftest import config_for
+from tests.support.configs import config_for
+
+pytestmark = pytest.mark.slow
 
 PROMPT_SECONDS = 1.0  # What "answers promptly" means for a scrape of a cached body.
 

@@ -3,21 +3,18 @@ Alertmanager, all on 127.0.0.1 with ephemeral ports and temporary directories.
 
 Prometheus (Debian's 2.42 here) scrapes the exporter every second with rules.yml and a copy of
 alerts.yml whose `for:` is shortened, and alerts to Alertmanager. The stack starts once for the
-module; every wait polls with a deadline, and every process is stopped at the end.
+module; every wait polls with a deadline, and every process is killed at the end.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
 import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +23,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import require_tool
-from tests.mixin.test_dashboard import (
+from tests.support.mixin import (
     ALERTS,
     EXPORTED_METRICS,
     MAY_BE_EMPTY,
@@ -39,6 +35,10 @@ from tests.mixin.test_dashboard import (
     used_metric_names,
     variable_queries,
 )
+from tests.support.processes import Process, start_exporter_process
+from tests.support.tools import require_tool, wait_until
+
+pytestmark = pytest.mark.slow
 
 API_KEY = "e2eKey01"
 API_SECRET = "e2e-secret-value"
@@ -71,68 +71,11 @@ def substitute(expr: str) -> str:
     return _VARIABLE.sub(lambda m: VARIABLES[m.group(1) or m.group(2)], expr)
 
 
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    result: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(requests.RequestException):
-            result = check()
-            if result:
-                return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {result!r}")
-
-
-@dataclass
-class Process:
-    """A child process with its output collected line by line."""
-
-    name: str
-    popen: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-
-    @classmethod
-    def start(cls, name: str, command: list[str], cwd: Path) -> Process:
-        popen = subprocess.Popen(
-            command,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-        )
-        process = cls(name, popen)
-        threading.Thread(target=process._collect, daemon=True).start()
-        return process
-
-    def _collect(self) -> None:
-        assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for_line(self, pattern: str, timeout: float = STARTUP_TIMEOUT) -> re.Match[str]:
-        regex = re.compile(pattern)
-
-        def found() -> re.Match[str] | None:
-            if self.popen.poll() is not None:
-                raise AssertionError(f"{self.name} exited {self.popen.returncode}:\n{self.log()}")
-            return next((m for m in map(regex.search, list(self.lines)) if m), None)
-
-        return wait_for(found, timeout, f"{self.name} to log {pattern!r}")
-
-    def log(self, last: int = 40) -> str:
-        return "\n".join(self.lines[-last:])
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """`wait_until` for checks that talk to a program still starting up."""
+    return wait_until(
+        check, timeout, interval=0.25, ignoring=(requests.RequestException,), what=what
+    )
 
 
 @dataclass
@@ -206,29 +149,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "--seed",
                 "3",
             ],
-            work,
+            cwd=work,
         )
-        base_url = simulator.wait_for_line(r"listening on (\S+)").group(1)
+        base_url = simulator.wait_for_line(r"listening on (\S+)", STARTUP_TIMEOUT).group(1)
         config = {
             "api": {"base_url": base_url, "timeout_seconds": 2, "max_requests_per_second": 100},
             "poll": {"interval_seconds": 1, "stale_after_seconds": 60},
             "accounts": [{"api_key": API_KEY, "api_secret": API_SECRET, "app_ids": list(APP_IDS)}],
         }
         (work / "exporter.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        processes["exporter"] = exporter = Process.start(
-            "exporter",
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config.file",
-                str(work / "exporter.yaml"),
-                "--web.listen-address",
-                "127.0.0.1:0",
-            ],
-            work,
+        processes["exporter"] = exporter = start_exporter_process(
+            "--config.file", str(work / "exporter.yaml"), wait=False, cwd=work
         )
-        exporter_address = exporter.wait_for_line(r'msg="?Listening"? address=(\S+)').group(1)
+        exporter_address = exporter.wait_until_listening(STARTUP_TIMEOUT)
 
         am_port = free_port()
         (work / "alertmanager.yml").write_text(
@@ -249,7 +182,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 f"--web.listen-address=127.0.0.1:{am_port}",
                 "--cluster.listen-address=",
             ],
-            work,
+            cwd=work,
         )
 
         prom_port = free_port()
@@ -280,7 +213,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 f"--storage.tsdb.path={work / 'prometheus-data'}",
                 f"--web.listen-address=127.0.0.1:{prom_port}",
             ],
-            work,
+            cwd=work,
         )
         running = Stack(
             simulator_url=base_url.removesuffix("/aivoice"),
@@ -306,7 +239,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
     finally:
         for process in reversed(processes.values()):
-            process.stop()
+            process.kill()
 
 
 def test_prometheus_loads_every_rule_and_evaluates_it_without_error(stack: Stack) -> None:
@@ -363,7 +296,7 @@ def test_every_metric_the_dashboard_and_rules_use_is_on_the_exporters_metrics(
         sample.name for family in text_string_to_metric_families(text) for sample in family.samples
     }
     used = set(used_metric_names()) - recorded_names() - PROMETHEUS_SERIES
-    assert used <= EXPORTED_METRICS  # the contract, as tests/test_dashboard.py checks it
+    assert used <= EXPORTED_METRICS  # the promise, as tests/mixin/test_dashboard.py checks it
     missing = sorted(used - served)
     assert not missing, f"used by the dashboard or rules but not served: {missing}"
 

@@ -5,19 +5,15 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import Simulator
-from tests.conftest import (
-    API_KEY,
-    API_SECRET,
-    APP_IDS,
-    config_for,
-    scrape,
-    wait_until,
-    write_config,
-)
+from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for, write_config
+from tests.support.tools import scrape, wait_until
+
+pytestmark = pytest.mark.slow
 
 A, B = APP_IDS
 
@@ -47,14 +43,14 @@ def test_sighup_adds_and_removes_apps_and_keeps_counters(
     sent = metric(exporter.url, "aivoice_api_requests_total", app_id=A)
 
     write_config(path, only_app(simulator, B, poll={"interval_seconds": 3600}))
-    exporter.process.send_signal(signal.SIGHUP)
+    exporter.popen.send_signal(signal.SIGHUP)
     # B is polled at once, not an hour later.
     wait_until(lambda: metric(exporter.url, "aivoice_up", app_id=B) == 1)
     assert metric(exporter.url, "aivoice_up", app_id=A) is None
     assert metric(exporter.url, "aivoice_api_requests_total", app_id=A) is None
 
     write_config(path, config_for(simulator, poll={"interval_seconds": 3600}))
-    exporter.process.send_signal(signal.SIGHUP)
+    exporter.popen.send_signal(signal.SIGHUP)
     wait_until(lambda: (metric(exporter.url, "aivoice_api_requests_total", app_id=A) or 0) > sent)
     assert metric(exporter.url, "aivoice_config_last_reload_successful") == 1
 
@@ -66,16 +62,16 @@ def test_bad_reload_keeps_the_running_config(
     exporter = start_exporter("--config.file", str(path))
     wait_until(lambda: metric(exporter.url, "aivoice_up", app_id=A) == 1)
     path.write_text("accounts: [{api_key: k, app_ids: [A]}]\n")
-    exporter.process.send_signal(signal.SIGHUP)
+    exporter.popen.send_signal(signal.SIGHUP)
     wait_until(lambda: metric(exporter.url, "aivoice_config_last_reload_successful") == 0)
-    exporter.wait_for_log(r"Reload failed.*accounts\[0\]\.api_secret: missing")
+    exporter.wait_for_line(r"Reload failed.*accounts\[0\]\.api_secret: missing")
     polls = metric(exporter.url, "aivoice_api_requests_total", app_id=A)
     wait_until(lambda: metric(exporter.url, "aivoice_api_requests_total", app_id=A) > polls)
     assert metric(exporter.url, "aivoice_up", app_id=A) == 1
-    assert exporter.process.poll() is None
+    assert exporter.popen.poll() is None
 
 
-def test_reload_endpoint_with_lifecycle_flag(
+def test_reload_endpoint_answers_200_on_success_and_500_on_a_bad_config(
     simulator: Simulator, tmp_path: Path, start_exporter
 ) -> None:
     path = write_config(tmp_path / "c.yaml", only_app(simulator, A))
@@ -106,7 +102,7 @@ def test_world_readable_plaintext_secret_is_warned_about(
     path = write_config(tmp_path / "c.yaml", config_for(simulator))
     path.chmod(0o644)
     exporter = start_exporter("--config.file", str(path))
-    exporter.wait_for_log(r"level=warning .*other users can read it")
+    exporter.wait_for_line(r"level=warning .*other users can read it")
 
 
 def test_secret_from_environment_is_not_warned_about(
@@ -118,4 +114,4 @@ def test_secret_from_environment_is_not_warned_about(
     path.chmod(0o644)
     exporter = start_exporter("--config.file", str(path), env={"TEST_AIVOICE_SECRET": API_SECRET})
     wait_until(lambda: metric(exporter.url, "aivoice_up", app_id=A) == 1)
-    assert "other users can read it" not in exporter.log_text()
+    assert "other users can read it" not in exporter.log()

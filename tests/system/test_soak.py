@@ -29,8 +29,11 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter.simulator import ALL_FAULT_KINDS, Faults
-from tests.conftest import API_KEY, API_SECRET, ExporterProcess, config_for, write_config
+from tests.support.configs import API_KEY, API_SECRET, config_for, write_config
+from tests.support.processes import ExporterProcess
 from tests.support.simulator_process import SimulatorProcess
+
+pytestmark = pytest.mark.slow
 
 SOAK_SECONDS = float(os.environ.get("AIVOICE_SOAK_SECONDS", "60"))
 SOAK_APPS = ("SOAK_A", "SOAK_B", "SOAK_C")
@@ -206,7 +209,7 @@ def test_soak_under_random_faults_loses_and_double_counts_nothing(
     simulator.set_faults(FAULTS)
     exporter = start_exporter("--config.file", str(write_config(tmp_path / "c.yaml", document)))
     url = exporter.url + "/metrics"
-    pid = exporter.process.pid
+    pid = exporter.popen.pid
     tally = ScrapeTally()
 
     with scrapers(url, tally):
@@ -217,7 +220,7 @@ def test_soak_under_random_faults_loses_and_double_counts_nothing(
         scrapes_start, started = tally.total, time.monotonic()
         rss_timeline = [rss_kib(pid)]
         while (elapsed := time.monotonic() - started) < SOAK_SECONDS:
-            assert exporter.process.poll() is None, exporter.log_text()[-3000:]
+            assert exporter.popen.poll() is None, exporter.log()[-3000:]
             rss_timeline.append(rss_kib(pid))
             time.sleep(min(1.0, SOAK_SECONDS - elapsed))
         scrapes_held = tally.total - scrapes_start
@@ -234,7 +237,7 @@ def test_soak_under_random_faults_loses_and_double_counts_nothing(
     rss_start = statistics.median(warm[: len(warm) // 3])
     rss_end = statistics.median(warm[-(len(warm) // 3) :])
 
-    assert exporter.process.poll() is None, "the exporter died during the soak"
+    assert exporter.popen.poll() is None, "the exporter died during the soak"
     assert tally.failures == [], f"{len(tally.failures)} bad scrapes, e.g. {tally.failures[:5]}"
     assert set(tally.parsed) == {"text+plain", "text+gzip", "openmetrics+plain", "openmetrics+gzip"}
     stats = end.stats

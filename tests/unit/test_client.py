@@ -1,4 +1,5 @@
-"""The API client against the simulator, over real sockets: signing, codes, paging, retries."""
+"""The API client over real sockets: signing, codes, paging and retries against the simulator;
+redirects and Retry-After against a hostile server the test scripts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from exporter.client import MAX_READS, ApiClient
+from exporter.client import MAX_READS, ApiClient, Stopped
 from exporter.codes import TASK_LIST_CODES, PollError, explain
 from exporter.config import Account, ApiConfig
 from exporter.simulator import Faults, Simulator
@@ -19,7 +20,9 @@ from exporter.snapshot import Task
 from exporter.stats import RequestRecorder
 from exporter.transport import Transport
 from exporter.workers import WorkerPool
-from tests.conftest import API_KEY, API_SECRET, APP_IDS
+from tests.support import hostile_api
+from tests.support.configs import API_KEY, API_SECRET, APP_IDS
+from tests.support.hostile_api import HostileApi
 from tests.support.records import record
 
 APP = APP_IDS[0]
@@ -189,6 +192,7 @@ def pin_churn_tasks(sim: Simulator) -> set[str]:
     return {str(n) for n in range(1, CHURN_TASKS + 1)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("action", ["create", "delete"])
 def test_a_change_before_any_page_gives_the_old_or_the_new_set_never_a_mix(
     churning: Simulator, make_client: MakeClient, action: str
@@ -273,6 +277,7 @@ def test_transient_failures_are_retried_and_each_counted(
     assert harness.errors() == {"http_503": 2}
 
 
+@pytest.mark.slow
 def test_retries_give_up_after_max_retries(pinned: Simulator, make_client: MakeClient) -> None:
     pinned.fail_next(5, "garbage")
     harness = make_client(pinned, max_retries=2)
@@ -340,3 +345,84 @@ def test_secret_never_appears_in_errors_or_repr(pinned: Simulator, make_client: 
         harness.tasks()
     assert "super-secret-xyz" not in str(caught.value)
     assert "super-secret-xyz" not in repr(harness.client)
+
+
+# ------------------------------------------------- against a hostile server: redirects, Retry-After
+
+
+HOSTILE_KEY, HOSTILE_SECRET = "hostileKey", "hostile-secret"
+SLACK_SECONDS = 2.0  # Scheduling on a busy two-core machine.
+
+
+@pytest.fixture
+def client(api: HostileApi) -> Iterator[tuple[ApiClient, RequestRecorder, threading.Event]]:
+    """A client of the scripted server, its recorder, and the event that stops it."""
+    config = ApiConfig(
+        base_url=api.base_url, timeout_seconds=1.0, max_retries=1, max_requests_per_second=1000
+    )
+    transport = Transport(
+        config.base_url,
+        timeout_seconds=config.timeout_seconds,
+        max_response_bytes=config.max_response_bytes,
+        pool_size=2,
+    )
+    pool = WorkerPool(2, "test-request")
+    recorder, stop = RequestRecorder(), threading.Event()
+    yield (
+        ApiClient(
+            Account(HOSTILE_KEY, HOSTILE_SECRET, (APP,)),
+            config,
+            transport=transport,
+            pool=pool,
+            recorder=recorder,
+            stop=stop,
+        ),
+        recorder,
+        stop,
+    )
+    stop.set()
+    pool.close()
+    transport.close()
+
+
+def test_a_redirect_is_counted_once_and_not_retried(
+    api: HostileApi,
+    elsewhere: HostileApi,
+    client: tuple[ApiClient, RequestRecorder, threading.Event],
+) -> None:
+    reader, recorder, _ = client
+    api.always(hostile_api.redirect(elsewhere.url(), 307))
+    with pytest.raises(PollError):
+        reader.read_tasks(APP)
+    stats = recorder.snapshot([APP])[APP]
+    assert (stats.requests, stats.errors["http_307"]) == (1, 1)
+    assert elsewhere.requests == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("header", ["2", "date"])
+def test_retry_after_holds_the_next_request_at_least_that_long(
+    api: HostileApi, client: tuple[ApiClient, RequestRecorder, threading.Event], header: str
+) -> None:
+    reader, recorder, _ = client
+    value = hostile_api.http_date(2) if header == "date" else header
+    api.script(hostile_api.retry_after(value), hostile_api.page([record(1)]))
+    started = time.monotonic()
+    tasks = reader.read_tasks(APP).tasks
+    waited = time.monotonic() - started
+    assert [task.job_id for task in tasks] == ["1"]
+    assert recorder.snapshot([APP])[APP].errors["http_429"] == 1
+    assert len(api.requests) == 2
+    assert waited >= (1.0 if header == "date" else 2.0)  # A date is whole seconds: 1 s or more.
+
+
+def test_a_long_retry_after_never_holds_past_shutdown(
+    api: HostileApi, client: tuple[ApiClient, RequestRecorder, threading.Event]
+) -> None:
+    reader, _, stop = client
+    api.script(hostile_api.retry_after(3600, status=503))
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(Stopped):
+        reader.read_tasks(APP)
+    assert time.monotonic() - started < 0.5 + SLACK_SECONDS

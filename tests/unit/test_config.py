@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
+import re
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import strategies as st
 
-from exporter.config import ConfigError, load_config, parse_config
+from exporter.config import Config, ConfigError, load_config, parse_config
+from tests.support.strategies import mutated
 
 ACCOUNT = {"api_key": "bDqJFiq9", "api_secret": "s3cret-value", "app_ids": ["LILIN888"]}
 
@@ -151,33 +156,253 @@ def test_yaml_syntax_error_says_where(tmp_path: Path) -> None:
     assert "line" in str(caught.value)
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=30
+# ------------------------------------------------------------------- any document, by hypothesis
+# `parse_config` and `load_config` turn any document into a `Config` or a one-line `ConfigError`
+# that names the field at fault. Any other exception would stop start-up with a traceback
+# instead of a message.
+
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ENVIRON = MappingProxyType({"AIVOICE_SECRET": "from-env", "EMPTY": ""})
+SAFE_TEXT = st.text(max_size=20)
+# A field path: `accounts[0].api_secret`, `poll.interval_seconds`, `metrics.per_task_statuses[1]`.
+FIELD_PATH = re.compile(r"^(api|poll|accounts|metrics)(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*$")
+
+# YAML can give more than JSON: other key types, dates, times, bytes, sets.
+YAML_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | SAFE_TEXT
+    | st.sampled_from(["${AIVOICE_SECRET}", "${MISSING}", "${EMPTY}", "Asia/Shanghai", "-05:30"])
+    | st.dates()
+    | st.datetimes()
+    | st.binary(max_size=8)
+)
+YAML_KEYS = SAFE_TEXT | st.integers() | st.booleans() | st.none() | st.floats(allow_nan=False)
+YAML_VALUES = st.recursive(
+    YAML_SCALARS,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(YAML_KEYS, children, max_size=4)
+    ),
+    max_leaves=20,
+)
+VALID_CONFIG: dict[str, Any] = {
+    "api": {
+        "base_url": "http://127.0.0.1:9/aivoice",
+        "timeout_seconds": 5,
+        "page_size": 50,
+        "max_retries": 1,
+        "max_requests_per_second": 2.5,
+        "create_time_zone": "+08:00",
+    },
+    "poll": {"interval_seconds": 60, "concurrency": 2, "stale_after_seconds": 600},
+    "accounts": [
+        {"api_key": "key1", "api_secret": "${AIVOICE_SECRET}", "app_ids": ["A", "B"]},
+        {"api_key": "key2", "api_secret": "s2", "app_ids": ["C"], "task_name": "spring"},
+    ],
+    "metrics": {"per_task": True, "per_task_statuses": ["IN_PROCESS", "IN_QUEUE"]},
+}
+CONFIG_KEYS = (
+    st.sampled_from(
+        [
+            *VALID_CONFIG,
+            *VALID_CONFIG["api"],
+            *VALID_CONFIG["poll"],
+            *VALID_CONFIG["metrics"],
+            "api_key",
+            "api_secret",
+            "api_key_file",
+            "api_secret_file",
+            "app_ids",
+            "task_name",
+        ]
     )
-
-
-def test_cli_config_error_exits_2_with_one_line(tmp_path: Path) -> None:
-    path = tmp_path / "config.yaml"
-    path.write_text("accounts:\n  - api_key: k\n    app_ids: [A]\n")
-    result = run_cli("--config.file", str(path))
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "aivoice-exporter: config error: accounts[0].api_secret: missing"
+    | YAML_KEYS
+)
+NEAR_VALID_CONFIGS = mutated(VALID_CONFIG, YAML_VALUES, CONFIG_KEYS)
+# Pieces of YAML syntax, so that random text is often YAML and sometimes almost a config.
+YAML_TOKENS = st.sampled_from(
+    [
+        "\n",
+        "  ",
+        "- ",
+        ": ",
+        ", ",
+        "[",
+        "]",
+        "{",
+        "}",
+        "'",
+        '"',
+        "#",
+        "---\n",
+        "...\n",
+        "? ",
+        "|\n",
+        ">\n",
+        "&a ",
+        "*a",
+        "<<: ",
+        "!!binary ",
+        "!!set ",
+        "!!python/object:os.system ",
+        "!!str ",
+        "~",
+        ".nan",
+        "-.inf",
+        "0x1F",
+        "0o17",
+        "1_000",
+        "1:30:00",
+        "2024-01-02",
+        "2024-01-02 03:04:05",
+        "2024-13-45",
+        "yes",
+        "\t",
+        "%YAML 1.1\n",
+        "accounts",
+        "api",
+        "poll",
+        "metrics",
+        "api_key",
+        "api_secret",
+        "api_secret_file",
+        "app_ids",
+        "interval_seconds",
+        "create_time_zone",
+        "${AIVOICE_SECRET}",
     ]
-    assert "Traceback" not in result.stderr
+)
+YAML_TEXT = st.lists(YAML_TOKENS | st.text(max_size=6), max_size=40).map("".join)
 
 
-def test_cli_missing_config_file_exits_2_without_traceback(tmp_path: Path) -> None:
-    result = run_cli("--config.file", str(tmp_path / "absent.yaml"))
-    assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert "cannot read config file" in result.stderr
+def check_config_error(err: ConfigError) -> str:
+    """One line, starting with a field path (or a message about the whole file); an event label.
+
+    One line as a terminal and the journal see it: no CR, no LF.
+    """
+    text = str(err)
+    assert "\n" not in text and "\r" not in text, f"not one line: {text!r}"
+    section = err.field.split(".")[0].split("[")[0]
+    label = f"ConfigError at {section if section in VALID_CONFIG else 'the root'}"
+    if not err.field:
+        return label
+    assert text.startswith(f"{err.field}: "), text
+    if not err.message.startswith("unknown key"):  # Else the path ends with the key as spelt.
+        assert FIELD_PATH.match(err.field), f"not a field path: {err.field!r}"
+    return label
 
 
-def test_cli_bad_listen_address_exits_2() -> None:
-    result = run_cli("--web.listen-address", "nonsense")
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "aivoice-exporter: config error: --web.listen-address: want HOST:PORT, got 'nonsense'"
-    )
+def check_config(data: Any) -> str:
+    try:
+        config = parse_config(data, ENVIRON)
+    except ConfigError as err:
+        return check_config_error(err)
+    assert isinstance(config, Config) and config.app_ids
+    return "Config"
+
+
+def check_load_config(data: bytes) -> str:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "config.yaml"
+        path.write_bytes(data)
+        try:
+            load_config(path, ENVIRON)
+        except ConfigError as err:
+            return check_config_error(err)
+    return "Config"
+
+
+@PROPERTY
+@given(YAML_VALUES)
+@example(None)
+@example([])
+@example({"accounts": [{"api_key": 1, "api_secret": 2, "app_ids": ["A"]}]})
+@example({"accounts": [{"api_key": "k", "api_secret_file": "", "app_ids": ["A"]}]})
+@example({"accounts": [{"api_key": "k", "api_secret": "s", "app_ids": ["A"]}], "api": {"x": 1}})
+def test_parse_config_on_arbitrary_data_gives_a_config_or_a_field_error(data: Any) -> None:
+    event(check_config(data))
+
+
+@PROPERTY
+@given(NEAR_VALID_CONFIGS)
+@example(VALID_CONFIG)
+def test_parse_config_on_a_mutated_valid_config_gives_a_config_or_a_field_error(
+    data: Any,
+) -> None:
+    event(check_config(data))
+
+
+@PROPERTY
+@given(YAML_TEXT)
+@example("")
+@example("accounts:\n- api_key: k\n  api_secret: s\n  app_ids: [A]\n")
+@example("accounts: [{api_key: k, api_secret: s, app_ids: [A]}]\napi: {timeout_seconds: .nan}\n")
+@example("\t")
+@example("{")
+@example("a: !!binary x\n")
+@example("? [a, b]\n: c\n")
+def test_load_config_on_arbitrary_text_gives_a_config_or_an_error(text: str) -> None:
+    event(check_load_config(text.encode("utf-8")))
+
+
+@PROPERTY
+@given(st.binary(max_size=200) | YAML_TEXT.map(lambda text: text.encode("utf-8")))
+@example(b"accounts: \xff\n")
+@example(b"\xef\xbb\xbfaccounts: []\n")
+@example("accounts: [{api_key: k, api_secret: s, app_ids: [é]}]".encode("latin-1"))
+def test_load_config_on_arbitrary_bytes_gives_a_config_or_an_error(data: bytes) -> None:
+    event(check_load_config(data))
+
+
+# ---------------------------------------------------------------------------------- examples
+# Each was an escape these properties found, kept as a plain example.
+
+
+def account(**fields: Any) -> dict[str, Any]:
+    return {"accounts": [{"api_key": "k", "app_ids": ["A"], **fields}]}
+
+
+def config_error(action: Callable[[], object]) -> ConfigError:
+    with pytest.raises(ConfigError) as raised:
+        action()
+    check_config_error(raised.value)
+    return raised.value
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["x: 2024-13-01\n", "x: " + "1" * 5000 + "\n", "[" * 600 + "]" * 600],
+    ids=["invalid-date", "int-over-4300-digits", "nested-too-deep"],
+)
+def test_yaml_python_cannot_hold_is_a_config_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert config_error(lambda: load_config(path, ENVIRON)).field == ""
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"accounts\n": []}, "accounts\\n"),
+        ({**account(api_secret="s"), "api": {"timeout\rseconds": 1}}, "api.timeout\\rseconds"),
+        (account(api_secret_file="no\nsuch file"), "accounts[0].api_secret_file"),
+    ],
+    ids=["root-key", "section-key", "file-path"],
+)
+def test_line_break_from_the_config_stays_out_of_the_error_line(data: Any, field: str) -> None:
+    assert config_error(lambda: parse_config(data, ENVIRON)).field == field
+
+
+@pytest.mark.parametrize(
+    "secret_file", ["secret\x00file", "\ud800"], ids=["nul-byte", "lone-surrogate"]
+)
+def test_unopenable_secret_file_path_is_a_config_error(secret_file: str) -> None:
+    config_error(lambda: parse_config(account(api_secret_file=secret_file), ENVIRON))
+
+
+def test_secret_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"\xff\xfe secret")
+    config_error(lambda: parse_config(account(api_secret_file=str(secret)), ENVIRON))

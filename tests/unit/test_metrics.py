@@ -7,17 +7,20 @@ in both formats, and client_python's parsers read them back.
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import gzip
+import json
 import platform
 import subprocess
 import weakref
 import zlib
 from collections.abc import Iterator, Sequence
 from types import MappingProxyType
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import (
@@ -32,12 +35,11 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter import __version__, metrics
-from exporter.codes import TASK_LIST_CODES, TRANSPORT_CODES
+from exporter.codes import TASK_LIST_CODES, TRANSPORT_CODES, PollError
 from exporter.config import MetricsConfig
 from exporter.metrics import (
     MAX_OTHER_STATUSES,
     OTHER_STATUS,
-    Exposition,
     ReloadStatus,
     Renderer,
     render,
@@ -45,70 +47,23 @@ from exporter.metrics import (
 )
 from exporter.snapshot import KNOWN_STATUSES, AppSnapshot, RequestStats, Snapshot, Task
 from exporter.stats import DURATION_BOUNDS, RequestRecorder
-from tests.conftest import require_tool
-
-ODD_NAMES = (
-    'say "hello"',
-    "back\\slash",
-    "two\nlines",
-    "外呼任务",
-    "📞 campaign 🚀",
-    "",
+from exporter.wire import Page, parse_page
+from tests.support.exposition import (
+    ODD_NAMES,
+    RELOAD,
+    api_samples,
+    app,
+    rendered,
+    samples,
+    snapshot,
+    task,
 )
-RELOAD = ReloadStatus(True, 1_700_000_000.0)
+from tests.support.strategies import NEAR_VALID_PAGES
+from tests.support.tools import require_tool
+
+UTC8 = dt.timezone(dt.timedelta(hours=8))
 TASK_INFO_LABELS = ("name", "status", "mode", "dialog_flow", "line", "hangup_sms")
 TASK_INFO_LABELS += ("dialog_flow_unbound",)
-LIVE_PREFIXES = ("process_", "python_")
-
-
-def task(job_id: str, status: str = "IN_PROCESS", calls: int = 100, done: int = 40, **kw) -> Task:
-    fields = {
-        "name": f"task {job_id}",
-        "robots": 2,
-        "mode": "AUTO",
-        "dialog_flow": "flow",
-        "line": "line63",
-        "hangup_sms": False,
-        "dialog_flow_unbound": False,
-        "created_seconds": 1663664224.0,
-        **kw,
-    }
-    return Task(job_id=job_id, status=status, calls=calls, calls_completed=done, **fields)
-
-
-def snapshot(*apps: AppSnapshot, recorder: RequestRecorder | None = None) -> Snapshot:
-    recorder = recorder or RequestRecorder()
-    recorder.track(app.app_id for app in apps)
-    return Snapshot(apps=apps, requests=recorder.snapshot(app.app_id for app in apps))
-
-
-def app(app_id: str, tasks: tuple[Task, ...] | None, up: bool = True) -> AppSnapshot:
-    return AppSnapshot(app_id, up, tasks, 0.25, 1_700_000_000.0 if tasks is not None else None)
-
-
-def samples(exposition: Exposition, openmetrics: bool = False) -> dict[tuple, float]:
-    """{(sample name, sorted label pairs): value} from the rendered text."""
-    text = (exposition.openmetrics if openmetrics else exposition.text).decode("utf-8")
-    families = parse_om(text) if openmetrics else parse_text(text)
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
-
-
-def api_samples(body: bytes, openmetrics: bool) -> dict[tuple, str]:
-    """Like `samples`, without the process metrics, which change from one scrape to the next.
-
-    Values are compared as text, where NaN equals NaN.
-    """
-    families = (parse_om if openmetrics else parse_text)(body.decode("utf-8"))
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): repr(s.value)
-        for f in families
-        for s in f.samples
-        if not f.name.startswith(LIVE_PREFIXES)
-    }
-
-
-def rendered(snap: Snapshot, settings: MetricsConfig | None = None) -> Exposition:
-    return render(snap, settings or MetricsConfig(), RELOAD)
 
 
 # ---------------------------------------------------------------------------------- what it says
@@ -483,8 +438,10 @@ METRICS_CONFIGS = st.builds(
     per_task_statuses=st.lists(st.sampled_from(KNOWN_STATUSES), max_size=2).map(tuple),
 )
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PARSED_PAGES = settings(PROPERTY, max_examples=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
 @PROPERTY
 @given(snap=snapshots(), settings=METRICS_CONFIGS)
@@ -497,6 +454,7 @@ def test_output_is_byte_for_byte_client_pythons_own(
     assert cached == expected.removesuffix(b"# EOF\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
 @PROPERTY
 @given(snap=snapshots(), settings=METRICS_CONFIGS)
@@ -601,3 +559,32 @@ def test_renderer_lets_go_of_an_app_the_snapshot_no_longer_holds() -> None:
     gc.collect()
     assert alive() is None
     assert not [labels for _, labels in samples(exposition) if ("app_id", "B") in labels]
+
+
+# ----------------------------------------------------------------- whatever the parser accepts
+
+
+@PARSED_PAGES
+@given(NEAR_VALID_PAGES)
+def test_every_page_the_parser_accepts_renders(document: Any) -> None:
+    """A page that parses must render too, or the poller thread dies on publishing it."""
+    try:
+        page = parse_page(json.dumps(document).encode(), UTC8)
+    except PollError:
+        return
+    event(f"rendered {min(len(page.tasks), 2)}+ tasks")
+    render_tasks(page)
+
+
+def render_tasks(page: Page) -> bytes:
+    app = AppSnapshot(
+        "A", up=True, tasks=page.tasks, poll_duration_seconds=0.1, last_success_seconds=1.7e9
+    )
+    snapshot = Snapshot(apps=(app,), requests=MappingProxyType({}))
+    exposition = render(snapshot, MetricsConfig(), ReloadStatus(True, 1.7e9))
+    return exposition.text
+
+
+def test_page_with_a_lone_surrogate_renders() -> None:
+    body = b'{"status": "0", "data": {"records": [{"jobId": 1, "name": "bad \\ud800 name"}]}}'
+    assert b'job_id="1"' in render_tasks(parse_page(body, UTC8))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -17,9 +18,13 @@ from exporter.poller import Poller
 from exporter.simulator import Faults, Simulator
 from exporter.snapshot import AppSnapshot, Snapshot
 from exporter.stats import RequestRecorder
-from tests.conftest import API_KEY, API_SECRET, config_for, wait_until
+from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for
 from tests.support.records import record
 from tests.support.simulator_process import SimulatorProcess
+from tests.support.tools import wait_until
+
+# Every test here polls a simulator in real time, for a second or more.
+pytestmark = pytest.mark.slow
 
 
 class Published:
@@ -225,3 +230,31 @@ def test_a_reload_never_cuts_a_poll_in_progress_short(
     a, b = published.latest("APP_A"), published.latest("APP_B")
     assert a is not None and a.up and b is not None and b.up
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_polls_keep_a_fixed_schedule(simulator: Simulator) -> None:
+    """Each poll takes 0.2 s; with a 1 s interval each app's polls end 1 s apart, not 1.2 s."""
+    simulator.set_faults(Faults(latency_seconds=0.2))
+    ends: list[float] = []  # When a new result for APP_IDS[0] was published.
+    seen: list[object] = []
+
+    def publish(snapshot: Snapshot) -> None:
+        app = next((app for app in snapshot.apps if app.app_id == APP_IDS[0]), None)
+        if app is not None and (not seen or app is not seen[-1]):
+            seen.append(app)
+            ends.append(time.monotonic())
+
+    config = parse_config(config_for(simulator, poll={"interval_seconds": 1}), {})
+    stop = threading.Event()
+    poller = Poller(config, recorder=RequestRecorder(), publish=publish, stop=stop)
+    thread = threading.Thread(target=poller.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(ends) >= 4, timeout=10)
+    finally:
+        stop.set()
+        poller.wake()
+        thread.join(5)
+        poller.close()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ends[:4])]
+    assert all(abs(gap - 1.0) < 0.15 for gap in gaps), gaps

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import resource
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from exporter.client import ApiClient, Stopped
 from exporter.codes import PollError
-from exporter.config import Account, ApiConfig
-from exporter.stats import RequestRecorder
 from exporter.transport import Transport, parse_retry_after
-from exporter.workers import WorkerPool
 from tests.support.hostile_api import (
     HostileApi,
     drip_body,
@@ -22,13 +17,11 @@ from tests.support.hostile_api import (
     endless_continue,
     gzip_bomb,
     hang_up,
-    http_date,
     huge_body,
     page,
     page_body,
     redirect,
     respond,
-    retry_after,
 )
 from tests.support.records import record
 
@@ -36,18 +29,6 @@ KEY, SECRET, APP = "hostileKey", "hostile-secret", "APP"
 TIMEOUT_SECONDS = 1.0
 SLACK_SECONDS = 2.0  # Scheduling on a busy two-core machine; a drip would take 30 s and more.
 MAX_BYTES = 1 << 20
-
-
-@pytest.fixture
-def api() -> Iterator[HostileApi]:
-    with HostileApi() as server:
-        yield server
-
-
-@pytest.fixture
-def elsewhere() -> Iterator[HostileApi]:
-    with HostileApi() as server:
-        yield server
 
 
 @pytest.fixture
@@ -90,6 +71,7 @@ def test_redirects_are_never_followed_and_name_where_they_pointed(
     assert elsewhere.requests == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "behaviour",
     [
@@ -159,82 +141,6 @@ def test_a_closed_port_says_it_could_not_connect() -> None:
         transport.close()
     assert error.code == "connection"
     assert "could not connect" in error.detail
-
-
-# ---------------------------------------------------------------- through the client: counts
-
-
-@pytest.fixture
-def client(api: HostileApi) -> Iterator[tuple[ApiClient, RequestRecorder, threading.Event]]:
-    config = ApiConfig(
-        base_url=api.base_url,
-        timeout_seconds=TIMEOUT_SECONDS,
-        max_retries=1,
-        max_requests_per_second=1000,
-        max_response_bytes=MAX_BYTES,
-    )
-    transport = Transport(
-        config.base_url, timeout_seconds=1.0, max_response_bytes=MAX_BYTES, pool_size=2
-    )
-    pool = WorkerPool(2, "test-request")
-    recorder, stop = RequestRecorder(), threading.Event()
-    yield (
-        ApiClient(
-            Account(KEY, SECRET, (APP,)),
-            config,
-            transport=transport,
-            pool=pool,
-            recorder=recorder,
-            stop=stop,
-        ),
-        recorder,
-        stop,
-    )
-    stop.set()
-    pool.close()
-    transport.close()
-
-
-def test_a_redirect_is_counted_once_and_not_retried(
-    api: HostileApi,
-    elsewhere: HostileApi,
-    client: tuple[ApiClient, RequestRecorder, threading.Event],
-) -> None:
-    reader, recorder, _ = client
-    api.always(redirect(elsewhere.url(), 307))
-    with pytest.raises(PollError):
-        reader.read_tasks(APP)
-    stats = recorder.snapshot([APP])[APP]
-    assert (stats.requests, stats.errors["http_307"]) == (1, 1)
-    assert elsewhere.requests == []
-
-
-@pytest.mark.parametrize("header", ["2", "date"])
-def test_retry_after_holds_the_next_request_at_least_that_long(
-    api: HostileApi, client: tuple[ApiClient, RequestRecorder, threading.Event], header: str
-) -> None:
-    reader, recorder, _ = client
-    value = http_date(2) if header == "date" else header
-    api.script(retry_after(value), page([record(1)]))
-    started = time.monotonic()
-    tasks = reader.read_tasks(APP).tasks
-    waited = time.monotonic() - started
-    assert [task.job_id for task in tasks] == ["1"]
-    assert recorder.snapshot([APP])[APP].errors["http_429"] == 1
-    assert len(api.requests) == 2
-    assert waited >= (1.0 if header == "date" else 2.0)  # A date is whole seconds: 1 s or more.
-
-
-def test_a_long_retry_after_never_holds_past_shutdown(
-    api: HostileApi, client: tuple[ApiClient, RequestRecorder, threading.Event]
-) -> None:
-    reader, _, stop = client
-    api.script(retry_after(3600, status=503))
-    threading.Timer(0.5, stop.set).start()
-    started = time.monotonic()
-    with pytest.raises(Stopped):
-        reader.read_tasks(APP)
-    assert time.monotonic() - started < 0.5 + SLACK_SECONDS
 
 
 @pytest.mark.parametrize(

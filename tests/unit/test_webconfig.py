@@ -1,19 +1,14 @@
-"""The exporter-toolkit web config: parsing (every error names its field), basic auth, and real
-TLS on loopback with certificates made by the `openssl` CLI at test time."""
+"""The exporter-toolkit web config: parsing (every error names its field), basic auth, and
+when the certificate files are read. Serving TLS and basic auth is tested with the server."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import shutil
-import socket
 import ssl
-import subprocess
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 
 import bcrypt
@@ -24,192 +19,31 @@ from hypothesis import strategies as st
 from exporter import webconfig
 from exporter.config import ConfigError
 from exporter.webconfig import (
-    WWW_AUTHENTICATE,
     BasicAuth,
     WebConfig,
     load_web_config,
     parse_basic_authorization,
     parse_web_config,
 )
-from tests.conftest import require_tool
-
-
-@pytest.fixture(autouse=True)
-def _openssl() -> None:
-    require_tool("openssl")
-
-
-# --- certificates -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Certs:
-    dir: Path
-    ca: Path
-    server_pem: Path
-    server_key: Path
-    client_pem: Path
-    client_key: Path
-    other_client_pem: Path  # signed by a CA the server does not trust
-    other_client_key: Path
-
-
-def _openssl(*args: str | Path, cwd: Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], cwd=cwd, check=True, capture_output=True)
-
-
-def _make_ca(d: Path, name: str) -> tuple[Path, Path]:
-    key, pem = d / f"{name}.key", d / f"{name}.pem"
-    _openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", key, "-out", pem, "-days", "2", "-subj", f"/CN={name}",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=d,
-    )  # fmt: skip
-    return pem, key
-
-
-def _issue(d: Path, ca: tuple[Path, Path], name: str, extensions: str) -> tuple[Path, Path]:
-    key, csr, pem, ext = (d / f"{name}.{s}" for s in ("key", "csr", "pem", "ext"))
-    ext.write_text(
-        "basicConstraints=CA:FALSE\nsubjectKeyIdentifier=hash\n"
-        f"authorityKeyIdentifier=keyid\n{extensions}\n"
-    )
-    _openssl(
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", key, "-out", csr, "-subj", f"/CN={name}", cwd=d,
-    )  # fmt: skip
-    _openssl(
-        "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-        "-out", pem, "-days", "2", "-extfile", ext, cwd=d,
-    )  # fmt: skip
-    return pem, key
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    d = tmp_path_factory.mktemp("certs")
-    ca = _make_ca(d, "ca")
-    other_ca = _make_ca(d, "other-ca")
-    server = _issue(d, ca, "server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth")
-    client = _issue(d, ca, "client", "extendedKeyUsage=clientAuth")
-    other = _issue(d, other_ca, "intruder", "extendedKeyUsage=clientAuth")
-    return Certs(d, ca[0], *server, *client, *other)
-
-
-def _write(tmp_path: Path, text: str, name: str = "web.yml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
+from tests.support.serving import serving
+from tests.support.tls import (
+    Certs,
+    basic,
+    issue,
+    openssl,
+    tls_server_config,
+    write_web_config,
+)
 
 
 def _tls_config(tmp_path: Path, certs: Certs, extra: str = "") -> Path:
-    return _write(
-        tmp_path,
-        f"tls_server_config:\n  cert_file: {certs.server_pem}\n  key_file: {certs.server_key}\n"
-        + extra,
-    )
+    return write_web_config(tmp_path, tls_server_config(certs, extra))
 
 
 def _error(path: Path) -> ConfigError:
     with pytest.raises(ConfigError) as caught:
         load_web_config(path)
     return caught.value
-
-
-# --- a tiny server wired the way exporter/server.py should be -----------------------------------
-
-
-@contextlib.contextmanager
-def _serve(web: WebConfig) -> Iterator[int]:
-    """HTTPS (or HTTP) on an ephemeral loopback port; the handshake runs in the request thread,
-    so a client that connects and says nothing cannot stall the accept loop."""
-    ctx = web.ssl_context()
-
-    class Handler(BaseHTTPRequestHandler):
-        timeout = 5
-
-        def handle(self) -> None:
-            if isinstance(self.connection, ssl.SSLSocket):
-                try:
-                    self.connection.do_handshake()
-                except (ssl.SSLError, OSError):
-                    return
-            super().handle()
-
-        def do_GET(self) -> None:
-            if not web.authorized(self.headers.get("Authorization")):
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", WWW_AUTHENTICATE)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", "3")
-            self.end_headers()
-            self.wfile.write(b"ok\n")
-
-        def end_headers(self) -> None:
-            for name, value in web.headers:
-                self.send_header(name, value)
-            super().end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-
-        def get_request(self) -> tuple[socket.socket, object]:
-            conn, addr = super().get_request()
-            if ctx is not None:
-                conn = ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
-            return conn, addr
-
-    server = Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-def _client(
-    certs: Certs,
-    cert: tuple[Path, Path] | None = None,
-    max_version: ssl.TLSVersion | None = None,
-) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(certs.ca))
-    if cert is not None:
-        ctx.load_cert_chain(*map(str, cert))
-    if max_version is not None:
-        ctx.maximum_version = max_version
-    return ctx
-
-
-def _get(
-    port: int, ctx: ssl.SSLContext | None, headers: dict[str, str] | None = None
-) -> http.client.HTTPResponse:
-    conn: http.client.HTTPConnection
-    if ctx is None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    else:
-        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=ctx)
-    try:
-        conn.request("GET", "/metrics", headers=headers or {})
-        response = conn.getresponse()
-        response.read()
-        return response
-    finally:
-        conn.close()
-
-
-def _basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +69,7 @@ def checkpw_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_empty_file_means_plain_http_without_auth(tmp_path: Path) -> None:
-    web = load_web_config(_write(tmp_path, ""))
+    web = load_web_config(write_web_config(tmp_path, ""))
     assert web.ssl_context() is None
     assert not web.auth_required
     assert web.authorized(None)
@@ -249,18 +83,18 @@ def test_missing_file_names_the_web_config_file(tmp_path: Path) -> None:
 
 
 def test_invalid_yaml_names_the_web_config_file_and_line(tmp_path: Path) -> None:
-    err = _error(_write(tmp_path, "tls_server_config:\n  cert_file: [\n"))
+    err = _error(write_web_config(tmp_path, "tls_server_config:\n  cert_file: [\n"))
     assert err.field == "web.config.file"
     assert "line" in str(err)
 
 
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
-    assert _error(_write(tmp_path, "- a\n")).field == "web.config.file"
+    assert _error(write_web_config(tmp_path, "- a\n")).field == "web.config.file"
 
 
 def test_unknown_top_level_key_is_an_error(tmp_path: Path) -> None:
     # `tls_config` is the old node_exporter spelling; silently serving plain HTTP would be worse.
-    err = _error(_write(tmp_path, "tls_config:\n  cert_file: x\n"))
+    err = _error(write_web_config(tmp_path, "tls_config:\n  cert_file: x\n"))
     assert err.field == "tls_config"
     assert "unknown key" in str(err)
 
@@ -271,7 +105,7 @@ def test_unknown_tls_key_is_an_error(tmp_path: Path, certs: Certs) -> None:
 
 
 def test_unknown_http_server_config_key_is_an_error(tmp_path: Path) -> None:
-    err = _error(_write(tmp_path, "http_server_config:\n  header: {}\n"))
+    err = _error(write_web_config(tmp_path, "http_server_config:\n  header: {}\n"))
     assert err.field == "http_server_config.header"
 
 
@@ -289,23 +123,27 @@ def test_unknown_http_server_config_key_is_an_error(tmp_path: Path) -> None:
 def test_toolkit_keys_not_implemented_are_refused_by_name(
     tmp_path: Path, snippet: str, field: str
 ) -> None:
-    err = _error(_write(tmp_path, snippet))
+    err = _error(write_web_config(tmp_path, snippet))
     assert err.field == field
     assert "not supported" in str(err)
 
 
 def test_key_file_without_cert_file_is_an_error(tmp_path: Path, certs: Certs) -> None:
-    err = _error(_write(tmp_path, f"tls_server_config:\n  key_file: {certs.server_key}\n"))
+    err = _error(
+        write_web_config(tmp_path, f"tls_server_config:\n  key_file: {certs.server_key}\n")
+    )
     assert str(err) == "tls_server_config.cert_file: missing"
 
 
 def test_cert_file_without_key_file_is_an_error(tmp_path: Path, certs: Certs) -> None:
-    err = _error(_write(tmp_path, f"tls_server_config:\n  cert_file: {certs.server_pem}\n"))
+    err = _error(
+        write_web_config(tmp_path, f"tls_server_config:\n  cert_file: {certs.server_pem}\n")
+    )
     assert str(err) == "tls_server_config.key_file: missing"
 
 
 def test_unreadable_cert_file_names_the_field(tmp_path: Path, certs: Certs) -> None:
-    path = _write(
+    path = write_web_config(
         tmp_path, f"tls_server_config:\n  cert_file: gone.pem\n  key_file: {certs.server_key}\n"
     )
     err = _error(path)
@@ -315,14 +153,14 @@ def test_unreadable_cert_file_names_the_field(tmp_path: Path, certs: Certs) -> N
 
 
 def test_unreadable_key_file_names_the_field(tmp_path: Path, certs: Certs) -> None:
-    path = _write(
+    path = write_web_config(
         tmp_path, f"tls_server_config:\n  cert_file: {certs.server_pem}\n  key_file: gone.key\n"
     )
     assert _error(path).field == "tls_server_config.key_file"
 
 
 def test_cert_file_without_a_certificate_is_blamed(tmp_path: Path, certs: Certs) -> None:
-    path = _write(
+    path = write_web_config(
         tmp_path,
         f"tls_server_config:\n  cert_file: {certs.server_key}\n  key_file: {certs.server_key}\n",
     )
@@ -330,7 +168,7 @@ def test_cert_file_without_a_certificate_is_blamed(tmp_path: Path, certs: Certs)
 
 
 def test_key_not_matching_cert_is_blamed_on_key_file(tmp_path: Path, certs: Certs) -> None:
-    path = _write(
+    path = write_web_config(
         tmp_path,
         f"tls_server_config:\n  cert_file: {certs.server_pem}\n  key_file: {certs.client_key}\n",
     )
@@ -339,11 +177,11 @@ def test_key_not_matching_cert_is_blamed_on_key_file(tmp_path: Path, certs: Cert
 
 def test_encrypted_key_is_refused_without_prompting(tmp_path: Path, certs: Certs) -> None:
     encrypted = tmp_path / "encrypted.key"
-    _openssl(
+    openssl(
         "pkey", "-in", certs.server_key, "-aes256", "-passout", "pass:pw", "-out", encrypted,
         cwd=tmp_path,
     )  # fmt: skip
-    path = _write(
+    path = write_web_config(
         tmp_path, f"tls_server_config:\n  cert_file: {certs.server_pem}\n  key_file: {encrypted}\n"
     )
     assert _error(path).field == "tls_server_config.key_file"
@@ -411,13 +249,15 @@ def test_tls_versions_are_applied_to_the_context(tmp_path: Path, certs: Certs) -
 
 
 def test_tls_version_without_certificate_is_an_error(tmp_path: Path) -> None:
-    err = _error(_write(tmp_path, "tls_server_config:\n  min_version: TLS13\n"))
+    err = _error(write_web_config(tmp_path, "tls_server_config:\n  min_version: TLS13\n"))
     assert err.field == "tls_server_config.min_version"
     assert "TLS is off" in str(err)
 
 
 def test_empty_tls_section_means_plain_http(tmp_path: Path) -> None:
-    assert load_web_config(_write(tmp_path, "tls_server_config: {}\n")).ssl_context() is None
+    assert (
+        load_web_config(write_web_config(tmp_path, "tls_server_config: {}\n")).ssl_context() is None
+    )
 
 
 def test_paths_are_relative_to_the_web_config_folder(
@@ -431,7 +271,7 @@ def test_paths_are_relative_to_the_web_config_folder(
         (certs.ca, "ca.pem"),
     ):
         shutil.copy(src, folder / "tls" / name)
-    path = _write(
+    path = write_web_config(
         folder,
         "tls_server_config:\n  cert_file: tls/s.pem\n  key_file: tls/s.key\n"
         "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: tls/ca.pem\n",
@@ -450,7 +290,7 @@ def test_absolute_paths_are_kept(tmp_path: Path, certs: Certs) -> None:
 
 
 def test_allowed_headers_are_kept_and_blank_ones_dropped(tmp_path: Path) -> None:
-    path = _write(
+    path = write_web_config(
         tmp_path,
         "http_server_config:\n  http2: false\n  headers:\n"
         "    X-Frame-Options: deny\n    X-Content-Type-Options: nosniff\n"
@@ -466,12 +306,16 @@ def test_allowed_headers_are_kept_and_blank_ones_dropped(tmp_path: Path) -> None
 
 
 def test_header_outside_the_toolkit_list_is_an_error(tmp_path: Path) -> None:
-    err = _error(_write(tmp_path, "http_server_config:\n  headers:\n    X-Powered-By: me\n"))
+    err = _error(
+        write_web_config(tmp_path, "http_server_config:\n  headers:\n    X-Powered-By: me\n")
+    )
     assert err.field == "http_server_config.headers.X-Powered-By"
 
 
 def test_header_value_outside_its_enum_is_an_error(tmp_path: Path) -> None:
-    err = _error(_write(tmp_path, "http_server_config:\n  headers:\n    X-Frame-Options: allow\n"))
+    err = _error(
+        write_web_config(tmp_path, "http_server_config:\n  headers:\n    X-Frame-Options: allow\n")
+    )
     assert err.field == "http_server_config.headers.X-Frame-Options"
     assert "sameorigin" in str(err)
 
@@ -479,26 +323,30 @@ def test_header_value_outside_its_enum_is_an_error(tmp_path: Path) -> None:
 def test_header_value_with_a_newline_is_an_error(tmp_path: Path) -> None:
     text = 'http_server_config:\n  headers:\n    Content-Security-Policy: "a\\r\\nSet-Cookie: x"\n'
     assert (
-        _error(_write(tmp_path, text)).field == "http_server_config.headers.Content-Security-Policy"
+        _error(write_web_config(tmp_path, text)).field
+        == "http_server_config.headers.Content-Security-Policy"
     )
 
 
 def test_headers_must_be_a_mapping(tmp_path: Path) -> None:
-    err = _error(_write(tmp_path, "http_server_config:\n  headers: [a]\n"))
+    err = _error(write_web_config(tmp_path, "http_server_config:\n  headers: [a]\n"))
     assert err.field == "http_server_config.headers"
 
 
 def test_http2_must_be_a_boolean(tmp_path: Path) -> None:
-    err = _error(_write(tmp_path, "http_server_config:\n  http2: sometimes\n"))
+    err = _error(write_web_config(tmp_path, "http_server_config:\n  http2: sometimes\n"))
     assert err.field == "http_server_config.http2"
 
 
 def test_basic_auth_users_must_be_a_mapping(tmp_path: Path) -> None:
-    assert _error(_write(tmp_path, "basic_auth_users: [alice]\n")).field == "basic_auth_users"
+    assert (
+        _error(write_web_config(tmp_path, "basic_auth_users: [alice]\n")).field
+        == "basic_auth_users"
+    )
 
 
 def test_plaintext_password_is_refused_without_being_echoed(tmp_path: Path) -> None:
-    err = _error(_write(tmp_path, "basic_auth_users:\n  alice: hunter2\n"))
+    err = _error(write_web_config(tmp_path, "basic_auth_users:\n  alice: hunter2\n"))
     assert err.field == "basic_auth_users.alice"
     assert "hunter2" not in str(err)
     assert "htpasswd" in str(err)
@@ -506,27 +354,27 @@ def test_plaintext_password_is_refused_without_being_echoed(tmp_path: Path) -> N
 
 def test_malformed_hash_is_not_echoed(tmp_path: Path, alice_hash: str) -> None:
     broken = alice_hash[:-1]
-    err = _error(_write(tmp_path, f"basic_auth_users:\n  alice: '{broken}'\n"))
+    err = _error(write_web_config(tmp_path, f"basic_auth_users:\n  alice: '{broken}'\n"))
     assert err.field == "basic_auth_users.alice"
     assert broken not in str(err)
 
 
 def test_user_name_with_a_colon_is_an_error(tmp_path: Path, alice_hash: str) -> None:
-    err = _error(_write(tmp_path, f"basic_auth_users:\n  'a:b': '{alice_hash}'\n"))
+    err = _error(write_web_config(tmp_path, f"basic_auth_users:\n  'a:b': '{alice_hash}'\n"))
     assert err.field == "basic_auth_users.a:b"
 
 
 def test_numeric_user_name_is_an_error(tmp_path: Path, alice_hash: str) -> None:
-    assert _error(_write(tmp_path, f"basic_auth_users:\n  42: '{alice_hash}'\n")).field == (
-        "basic_auth_users.42"
-    )
+    assert _error(
+        write_web_config(tmp_path, f"basic_auth_users:\n  42: '{alice_hash}'\n")
+    ).field == ("basic_auth_users.42")
 
 
 def test_no_hash_in_any_repr(tmp_path: Path, certs: Certs, alice_hash: str) -> None:
     web = load_web_config(
         _tls_config(tmp_path, certs, f"basic_auth_users:\n  alice: '{alice_hash}'\n")
     )
-    assert web.basic_auth is not None and web.basic_auth.check(_basic("alice", "s3cret"))
+    assert web.basic_auth is not None and web.basic_auth.check(basic("alice", "s3cret"))
     for text in (repr(web), str(web), repr(web.basic_auth), web.describe()):
         assert alice_hash not in text
         assert alice_hash[7:] not in text
@@ -546,11 +394,11 @@ def test_describe_summarises_tls_and_auth(tmp_path: Path, certs: Certs, alice_ha
 
 
 def test_right_password_is_accepted(alice_hash: str) -> None:
-    assert BasicAuth({"alice": alice_hash}).check(_basic("alice", "s3cret"))
+    assert BasicAuth({"alice": alice_hash}).check(basic("alice", "s3cret"))
 
 
 def test_wrong_password_is_refused(alice_hash: str) -> None:
-    assert not BasicAuth({"alice": alice_hash}).check(_basic("alice", "s3cre"))
+    assert not BasicAuth({"alice": alice_hash}).check(basic("alice", "s3cre"))
 
 
 def test_missing_header_is_refused(alice_hash: str) -> None:
@@ -578,32 +426,32 @@ def test_malformed_header_is_refused_without_bcrypt(
 
 
 def test_scheme_is_case_insensitive(alice_hash: str) -> None:
-    header = _basic("alice", "s3cret").replace("Basic", "bAsIc")
+    header = basic("alice", "s3cret").replace("Basic", "bAsIc")
     assert BasicAuth({"alice": alice_hash}).check(header)
 
 
 def test_password_may_contain_colons() -> None:
-    assert parse_basic_authorization(_basic("alice", "a:b:c")) == ("alice", b"a:b:c")
+    assert parse_basic_authorization(basic("alice", "a:b:c")) == ("alice", b"a:b:c")
 
 
 def test_htpasswd_2y_hash_is_accepted() -> None:
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
     as_htpasswd_writes_it = "$2y$" + hashed[4:]
-    assert BasicAuth({"bob": as_htpasswd_writes_it}).check(_basic("bob", "pw"))
+    assert BasicAuth({"bob": as_htpasswd_writes_it}).check(basic("bob", "pw"))
 
 
 def test_password_over_72_bytes_matches_as_bcrypt_truncates() -> None:
     long = "x" * 80
     hashed = bcrypt.hashpw(long[:72].encode(), bcrypt.gensalt(rounds=4)).decode()
-    assert BasicAuth({"bob": hashed}).check(_basic("bob", long))
+    assert BasicAuth({"bob": hashed}).check(basic("bob", long))
 
 
 def test_cache_makes_the_second_check_skip_bcrypt(
     alice_hash: str, checkpw_calls: list[int]
 ) -> None:
     auth = BasicAuth({"alice": alice_hash})
-    assert auth.check(_basic("alice", "s3cret"))
-    assert auth.check(_basic("alice", "s3cret"))
+    assert auth.check(basic("alice", "s3cret"))
+    assert auth.check(basic("alice", "s3cret"))
     assert len(checkpw_calls) == 1
 
 
@@ -611,9 +459,9 @@ def test_wrong_password_after_a_cached_one_still_runs_bcrypt(
     alice_hash: str, checkpw_calls: list[int]
 ) -> None:
     auth = BasicAuth({"alice": alice_hash})
-    assert auth.check(_basic("alice", "s3cret"))
-    assert not auth.check(_basic("alice", "guess"))
-    assert not auth.check(_basic("alice", "guess"))
+    assert auth.check(basic("alice", "s3cret"))
+    assert not auth.check(basic("alice", "guess"))
+    assert not auth.check(basic("alice", "guess"))
     assert len(checkpw_calls) == 3
 
 
@@ -621,7 +469,7 @@ def test_unknown_user_still_costs_one_bcrypt_check(
     alice_hash: str, checkpw_calls: list[int]
 ) -> None:
     auth = BasicAuth({"alice": alice_hash})
-    assert not auth.check(_basic("mallory", "s3cret"))
+    assert not auth.check(basic("mallory", "s3cret"))
     assert len(checkpw_calls) == 1
 
 
@@ -629,7 +477,7 @@ def test_decoy_hash_has_the_cost_of_the_real_ones(monkeypatch: pytest.MonkeyPatc
     seen: list[bytes] = []
     monkeypatch.setattr(webconfig.bcrypt, "checkpw", lambda pw, hashed: seen.append(hashed))
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=5)).decode()
-    BasicAuth({"alice": hashed}).check(_basic("mallory", "pw"))
+    BasicAuth({"alice": hashed}).check(basic("mallory", "pw"))
     assert seen[0].startswith(b"$2b$05$")
 
 
@@ -639,16 +487,16 @@ def test_cache_is_bounded(checkpw_calls: list[int]) -> None:
     }
     auth = BasicAuth(users, cache_size=2)
     for name in "abc":
-        assert auth.check(_basic(name, name))
-    assert auth.check(_basic("c", "c"))  # still cached
+        assert auth.check(basic(name, name))
+    assert auth.check(basic("c", "c"))  # still cached
     assert len(checkpw_calls) == 3
-    assert auth.check(_basic("a", "a"))  # evicted first, so checked again
+    assert auth.check(basic("a", "a"))  # evicted first, so checked again
     assert len(checkpw_calls) == 4
 
 
 def test_cache_holds_no_plaintext(alice_hash: str) -> None:
     auth = BasicAuth({"alice": alice_hash})
-    assert auth.check(_basic("alice", "s3cret"))
+    assert auth.check(basic("alice", "s3cret"))
     assert b"s3cret" not in repr(vars(auth)).encode()
     assert "s3cret" not in repr(vars(auth))
 
@@ -657,7 +505,7 @@ def test_concurrent_checks_agree(alice_hash: str) -> None:
     auth = BasicAuth({"alice": alice_hash})
     results: list[bool] = []
     threads = [
-        threading.Thread(target=lambda p=p: results.append(auth.check(_basic("alice", p))))
+        threading.Thread(target=lambda p=p: results.append(auth.check(basic("alice", p))))
         for p in ["s3cret", "nope"] * 8
     ]
     for thread in threads:
@@ -671,101 +519,33 @@ def test_no_auth_configured_authorizes_everyone() -> None:
     assert WebConfig().authorized(None)
 
 
-# --- real TLS on loopback ----------------------------------------------------------------------
+# --- the certificate files -------------------------------------------------------------------
 
 
-def test_https_serves(tmp_path: Path, certs: Certs) -> None:
-    with _serve(load_web_config(_tls_config(tmp_path, certs))) as port:
-        assert _get(port, _client(certs)).status == 200
-
-
-def test_plain_http_to_the_tls_port_fails(tmp_path: Path, certs: Certs) -> None:
-    with _serve(load_web_config(_tls_config(tmp_path, certs))) as port:
-        with pytest.raises((http.client.HTTPException, ConnectionError)):
-            _get(port, None)
-        assert _get(port, _client(certs)).status == 200  # and the server is still fine
-
-
-def test_required_client_cert_refuses_a_client_without_one(tmp_path: Path, certs: Certs) -> None:
-    extra = f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {certs.ca}\n"
-    with (
-        _serve(load_web_config(_tls_config(tmp_path, certs, extra))) as port,
-        pytest.raises((ssl.SSLError, ConnectionError)),
-    ):
-        _get(port, _client(certs))
-
-
-def test_required_client_cert_accepts_a_client_with_one(tmp_path: Path, certs: Certs) -> None:
-    extra = f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {certs.ca}\n"
-    with _serve(load_web_config(_tls_config(tmp_path, certs, extra))) as port:
-        ctx = _client(certs, cert=(certs.client_pem, certs.client_key))
-        assert _get(port, ctx).status == 200
-
-
-def test_required_client_cert_refuses_one_from_another_ca(tmp_path: Path, certs: Certs) -> None:
-    extra = f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {certs.ca}\n"
-    with _serve(load_web_config(_tls_config(tmp_path, certs, extra))) as port:
-        ctx = _client(certs, cert=(certs.other_client_pem, certs.other_client_key))
-        with pytest.raises((ssl.SSLError, ConnectionError)):
-            _get(port, ctx)
-
-
-def test_verify_if_given_accepts_a_client_without_a_cert(tmp_path: Path, certs: Certs) -> None:
-    extra = f"  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: {certs.ca}\n"
-    with _serve(load_web_config(_tls_config(tmp_path, certs, extra))) as port:
-        assert _get(port, _client(certs)).status == 200
-
-
-def test_min_version_tls13_refuses_a_tls12_only_client(tmp_path: Path, certs: Certs) -> None:
-    with _serve(load_web_config(_tls_config(tmp_path, certs, "  min_version: TLS13\n"))) as port:
-        with pytest.raises((ssl.SSLError, ConnectionError)):
-            _get(port, _client(certs, max_version=ssl.TLSVersion.TLSv1_2))
-        assert _get(port, _client(certs)).status == 200
-
-
-def test_basic_auth_over_https(tmp_path: Path, certs: Certs, alice_hash: str) -> None:
-    extra = (
-        f"basic_auth_users:\n  alice: '{alice_hash}'\n"
-        "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
-    )
-    with _serve(load_web_config(_tls_config(tmp_path, certs, extra))) as port:
-        refused = _get(port, _client(certs))
-        assert refused.status == 401
-        assert refused.getheader("WWW-Authenticate", "").startswith("Basic ")
-        wrong = _get(port, _client(certs), {"Authorization": _basic("alice", "nope")})
-        assert wrong.status == 401
-        right = _get(port, _client(certs), {"Authorization": _basic("alice", "s3cret")})
-        assert right.status == 200
-        assert right.getheader("X-Content-Type-Options") == "nosniff"
-
-
-def test_silent_client_does_not_block_the_handshake_of_others(tmp_path: Path, certs: Certs) -> None:
-    with (
-        _serve(load_web_config(_tls_config(tmp_path, certs))) as port,
-        socket.create_connection(("127.0.0.1", port)),
-    ):
-        assert _get(port, _client(certs)).status == 200
-
-
-def test_ssl_context_rereads_a_rotated_certificate(tmp_path: Path, certs: Certs) -> None:
+def test_ssl_context_rereads_a_rotated_certificate(certs: Certs, tmp_path: Path) -> None:
+    """The files are read when the server starts, not when the web config is: a certificate
+    rotated in between is the one the real server presents."""
     pem, key = tmp_path / "live.pem", tmp_path / "live.key"
     shutil.copy(certs.server_pem, pem)
     shutil.copy(certs.server_key, key)
     web = load_web_config(
-        _write(tmp_path, "tls_server_config:\n  cert_file: live.pem\n  key_file: live.key\n")
+        write_web_config(
+            tmp_path, "tls_server_config:\n  cert_file: live.pem\n  key_file: live.key\n"
+        )
     )
-    new_pem, new_key = _issue(
-        certs.dir, (certs.ca, certs.dir / "ca.key"), "rotated", "subjectAltName=IP:127.0.0.1"
+    new_pem, new_key = issue(
+        tmp_path, (certs.ca, certs.ca_key), "rotated", "subjectAltName=IP:127.0.0.1"
     )
     shutil.copy(new_pem, pem)
     shutil.copy(new_key, key)
-    with _serve(web) as port:
-        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=_client(certs))
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    with serving(security=web) as (host, port):
+        connection = http.client.HTTPSConnection(host, port, timeout=5, context=context)
         try:
-            conn.connect()
-            served = conn.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
+            connection.connect()
+            served = connection.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
         finally:
-            conn.close()
+            connection.close()
     assert served == ssl.PEM_cert_to_DER_cert(new_pem.read_text())
 
 

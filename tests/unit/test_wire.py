@@ -5,19 +5,23 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 
 import pytest
+from hypothesis import HealthCheck, event, example, given, settings
 
-from exporter.codes import PollError, http_code
+from exporter.codes import EXPLANATIONS, INVALID_RESPONSE, PollError
 from exporter.wire import (
     MAX_DETAIL_CHARS,
     MAX_LABEL_CHARS,
     MAX_RECORDS_PER_PAGE,
+    Page,
     parse_create_time,
     parse_page,
     sign_headers,
 )
 from tests.support.records import record
+from tests.support.strategies import page_bodies
 
 UTC8 = dt.timezone(dt.timedelta(hours=8))
 
@@ -111,6 +115,56 @@ def test_error_status_becomes_a_bounded_code_label(status: str, code: str) -> No
     str(caught.value).encode("utf-8")
 
 
-def test_http_codes_outside_the_status_range_are_one_label() -> None:
-    assert http_code(302) == "http_302"
-    assert http_code(999) == "http_other"
+# ------------------------------------------------------------------- any answer, by hypothesis
+# `parse_page` turns any body into a `Page` or a `PollError` whose code is `invalid_response` or
+# the API's own status. Any other exception would crash a poll instead of counting an error.
+
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def check_page(page: Page) -> None:
+    assert page.pages >= 1
+    assert page.total >= 0
+    for task in page.tasks:
+        assert isinstance(task.job_id, str) and task.job_id.strip() == task.job_id != ""
+        assert min(task.calls, task.calls_completed, task.robots) >= 0
+        assert isinstance(task.name, str) and isinstance(task.status, str) and task.status
+
+
+def status_code(body: bytes) -> str | None:
+    """The API code a body carries, if its status is a non-"0" string or number."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    status = document.get("status")
+    if isinstance(status, bool) or not isinstance(status, (str, int)):
+        return None
+    code = str(status).strip()
+    if code == "0":
+        return None
+    # The label rule (README, "How it behaves"): a documented or number-like code as it is,
+    # anything else `other`, so a hostile API cannot mint label values.
+    return code if code in EXPLANATIONS or re.fullmatch(r"-?[0-9]{1,9}", code) else "other"
+
+
+@PROPERTY
+@given(page_bodies())
+@example(b"")
+@example(b"[" * 100_000)
+@example(b'{"status": 0, "data": {"records": null, "total": "7", "size": 0}}')
+@example(b'{"status": "0", "data": {"records": [], "total": 1e400, "pages": -0.0}}')
+@example(b'{"status": "0", "data": {"records": [{"jobId": 1, "createTime": "0001-01-01"}]}}')
+def test_parse_page_yields_a_page_or_a_poll_error(body: bytes) -> None:
+    try:
+        page = parse_page(body, UTC8)
+    except PollError as err:
+        event(f"PollError {'invalid_response' if err.code == INVALID_RESPONSE else 'API code'}")
+        expected = status_code(body)
+        assert err.code == (INVALID_RESPONSE if expected is None else expected), err.code
+    else:
+        event(f"Page of {min(len(page.tasks), 2)}+ tasks")
+        assert status_code(body) is None
+        check_page(page)

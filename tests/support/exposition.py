@@ -1,0 +1,78 @@
+"""Snapshots built by hand, rendered, and read back with client_python's parsers."""
+
+from __future__ import annotations
+
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from exporter.config import MetricsConfig
+from exporter.metrics import Exposition, ReloadStatus, render
+from exporter.snapshot import AppSnapshot, Snapshot, Task
+from exporter.stats import RequestRecorder
+
+# Task names that need escaping, or are multi-byte, or empty.
+ODD_NAMES = (
+    'say "hello"',
+    "back\\slash",
+    "two\nlines",
+    "外呼任务",
+    "📞 campaign 🚀",
+    "",
+)
+RELOAD = ReloadStatus(True, 1_700_000_000.0)
+# The process's own metrics: collected at each scrape, so they change from one to the next.
+LIVE_PREFIXES = ("process_", "python_")
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def task(job_id: str, status: str = "IN_PROCESS", calls: int = 100, done: int = 40, **kw) -> Task:
+    fields = {
+        "name": f"task {job_id}",
+        "robots": 2,
+        "mode": "AUTO",
+        "dialog_flow": "flow",
+        "line": "line63",
+        "hangup_sms": False,
+        "dialog_flow_unbound": False,
+        "created_seconds": 1663664224.0,
+        **kw,
+    }
+    return Task(job_id=job_id, status=status, calls=calls, calls_completed=done, **fields)
+
+
+def snapshot(*apps: AppSnapshot, recorder: RequestRecorder | None = None) -> Snapshot:
+    recorder = recorder or RequestRecorder()
+    recorder.track(app.app_id for app in apps)
+    return Snapshot(apps=apps, requests=recorder.snapshot(app.app_id for app in apps))
+
+
+def app(app_id: str, tasks: tuple[Task, ...] | None, up: bool = True) -> AppSnapshot:
+    return AppSnapshot(app_id, up, tasks, 0.25, 1_700_000_000.0 if tasks is not None else None)
+
+
+def rendered(snap: Snapshot, settings: MetricsConfig | None = None) -> Exposition:
+    return render(snap, settings or MetricsConfig(), RELOAD)
+
+
+def samples(exposition: Exposition, openmetrics: bool = False) -> Samples:
+    """{(sample name, sorted label pairs): value} from the rendered text."""
+    text = (exposition.openmetrics if openmetrics else exposition.text).decode("utf-8")
+    families = parse_om(text) if openmetrics else parse_text(text)
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
+
+
+def api_samples(
+    body: bytes, openmetrics: bool
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], str]:
+    """Like `samples`, from a body, without the process metrics.
+
+    Values are compared as text, where NaN equals NaN.
+    """
+    families = (parse_om if openmetrics else parse_text)(body.decode("utf-8"))
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): repr(s.value)
+        for f in families
+        for s in f.samples
+        if not f.name.startswith(LIVE_PREFIXES)
+    }

@@ -1,0 +1,64 @@
+"""Waiting, scraping, and the external programs some tests need."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+import requests
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Something a test needs is missing: a failure in CI (`make test` installs everything),
+    a skip elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def require_tool(*names: str) -> str:
+    """The first of these commands found; see `unavailable` for when none is.
+
+    Commands installed into this Python's environment (the venv's bin/) count too.
+    """
+    search = os.pathsep.join([os.environ.get("PATH", os.defpath), str(Path(sys.executable).parent)])
+    for name in names:
+        path = shutil.which(name, path=search)
+        if path:
+            return path
+    unavailable(f"{' or '.join(names)} not found on PATH (`make test` installs it)")
+
+
+def wait_until(
+    check: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.1,
+    *,
+    ignoring: tuple[type[Exception], ...] = (),
+    what: str = "condition",
+) -> Any:
+    """Poll `check` until it returns something truthy, and return that; fail with the last
+    result otherwise. Exceptions of the `ignoring` types count as a falsy result."""
+    deadline = time.monotonic() + timeout
+    result = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(*ignoring):
+            result = check()
+            if result:
+                return result
+        time.sleep(interval)
+    raise AssertionError(f"{what} not met within {timeout} s; last result: {result!r}")
+
+
+def scrape(url: str, **kwargs: Any) -> requests.Response:
+    """GET that fails the test unless the answer is a 2xx."""
+    response = requests.get(url, timeout=10, **kwargs)
+    response.raise_for_status()
+    return response
