@@ -36,9 +36,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cli import DEFAULT_PORT
 from exporter.demo import DEMO_APPS
-from tests.support.tools import require_tool, wait_until
+from tests.support.tools import require_tool, unavailable, wait_until
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
 CACHE = Path(os.environ.get("AIVOICE_TEST_CACHE", "/var/cache/aivoice-exporter"))
 SUITE = "bookworm"
 PACKAGES = ("python3", "python3-venv")
@@ -57,13 +60,6 @@ default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 runtime = "runc"
 """
 PIP_CONF = f"[global]\ncert = {BUILD_CA_BUNDLE}\n"
-
-
-def _unavailable(reason: str) -> None:
-    """Like require_tool: a failure in CI, where `make test` installs everything; else a skip."""
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
     binary = require_tool("podman")
     require_tool("runc")
     if os.geteuid() != 0:
-        _unavailable("the image tests need root: rootful podman and debootstrap")
+        unavailable("the image tests need root: rootful podman and debootstrap")
     conf = tmp_path_factory.mktemp("podman") / "containers.conf"
     conf.write_text(CONTAINERS_CONF)
     return Podman(binary, {**os.environ, "CONTAINERS_CONF": str(conf)})
@@ -154,6 +150,54 @@ def base_image(podman: Podman) -> str:
     if ran.stdout.strip() != "ran":
         pytest.fail(f"podman cannot run containers on this machine:\n{ran.stderr}")
     return tag
+
+
+def test_base_image_has_the_python_of_the_dockerfiles_default_base(
+    podman: Podman, base_image: str
+) -> None:
+    """The image is tested on another base than its default; they must carry the same Python."""
+    default = re.search(r"^ARG BASE_IMAGE=python:(\d+\.\d+)-slim$", DOCKERFILE.read_text(), re.M)
+    assert default, "the Dockerfile's default base is not a python:X.Y-slim image"
+    version = "import sys; print('%d.%d' % sys.version_info[:2])"
+    ran = podman("run", "--rm", base_image, "python3", "-c", version)
+    assert ran.stdout.strip() == default.group(1)
+
+
+LISTING = (
+    "import os; print('\\n'.join(os.path.relpath(os.path.join(d, f), '/context') "
+    "for d, _, fs in os.walk('/context') for f in fs))"
+)
+
+
+def test_dockerignore_keeps_junk_and_secrets_out_of_the_build_context(
+    podman: Podman, base_image: str, tmp_path: Path
+) -> None:
+    """A context holding the repository's .dockerignore, built with `COPY . /context/`."""
+    kept = {"pyproject.toml", "exporter/cli.py"}
+    dropped = {
+        ".git/HEAD",
+        ".venv/bin/python",
+        "exporter/__pycache__/cli.cpython-311.pyc",
+        "tests/test_cli.py",
+        "config.yaml",
+        "tls.key",
+        "secrets/api_secret",
+    }
+    context = tmp_path / "context"
+    for name in kept | dropped:
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        (context / name).write_text(name)
+    (context / ".dockerignore").write_text((ROOT / ".dockerignore").read_text())
+    containerfile = tmp_path / "Containerfile"
+    containerfile.write_text(f"FROM {base_image}\nCOPY . /context/\n")
+    tag = f"localhost/aivoice-exporter-test-context:{uuid.uuid4().hex[:12]}"
+    podman("build", "--pull=never", "--layers=false", "--file", str(containerfile),
+           "--tag", tag, str(context), timeout=300)  # fmt: skip
+    try:
+        listed = podman("run", "--rm", tag, "python3", "-c", LISTING).stdout.split()
+    finally:
+        podman("rmi", tag, check=False)
+    assert set(listed) == kept
 
 
 # --- the exporter image -------------------------------------------------------------------------
@@ -365,6 +409,11 @@ OURS = ("opt/aivoice-exporter", "usr/local/bin", "etc/aivoice-exporter")
 def _is_compiler(path: Path) -> bool:
     in_bin = path.parent.name in ("bin", "sbin") and COMPILER.match(path.name) is not None
     return in_bin or ("gcc" in path.parts[-5:-1] and path.name.startswith("cc1"))
+
+
+def test_image_exposes_the_default_listen_port(podman: Podman, image: str) -> None:
+    exposed = podman("image", "inspect", "--format", "{{json .Config.ExposedPorts}}", image)
+    assert set(json.loads(exposed.stdout)) == {f"{DEFAULT_PORT}/tcp"}
 
 
 def test_image_holds_no_compiler(image_root: Path) -> None:

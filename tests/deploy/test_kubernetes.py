@@ -27,6 +27,8 @@ from exporter.cli import DEFAULT_PORT
 from exporter.config import parse_config
 from tests.support.tools import require_tool
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 # Every kustomization a user applies as it is; components are tested through them.
