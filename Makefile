@@ -33,7 +33,7 @@ test: $(BIN)/.installed
 test-fast: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q -m "not slow" tests/unit tests/mixin tests/system tests/deploy
+	$(BIN)/pytest -q -m "not slow" tests/unit tests/mixin tests/docs tests/system tests/deploy
 
 system-packages:
 	$(SUDO) apt-get update -qq
