@@ -267,6 +267,7 @@ def test_page_past_the_end_stops_paging(pinned: Simulator, make_client: MakeClie
     assert harness.requests_sent() == 3
 
 
+@pytest.mark.slow
 def test_transient_failures_are_retried_and_each_counted(
     pinned: Simulator, make_client: MakeClient
 ) -> None:
@@ -304,6 +305,7 @@ def test_client_error_status_is_not_retried(pinned: Simulator, make_client: Make
     assert harness.requests_sent() == 1
 
 
+@pytest.mark.slow
 def test_slow_answer_counts_as_timeout(pinned: Simulator, make_client: MakeClient) -> None:
     pinned.fail_next(1, "timeout")
     pinned.set_faults(Faults(timeout_hang_seconds=3))

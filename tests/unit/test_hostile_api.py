@@ -123,6 +123,7 @@ def test_hang_up_closes_without_an_answer(api: HostileApi) -> None:
 # --------------------------------------------------------------------------- slow answers
 
 
+@pytest.mark.slow
 def test_drip_headers_takes_an_interval_per_header_byte(api: HostileApi) -> None:
     interval = 0.02
     api.script(drip_headers(200, [("X-A", "1")], b"body", interval=interval))
@@ -134,6 +135,7 @@ def test_drip_headers_takes_an_interval_per_header_byte(api: HostileApi) -> None
     assert elapsed >= head_length * interval
 
 
+@pytest.mark.slow
 def test_drip_body_sends_the_head_first_then_a_byte_per_interval(api: HostileApi) -> None:
     api.script(drip_body(200, [("Content-Type", "text/plain")], b"x" * 25, interval=0.04))
     started = time.monotonic()
@@ -145,6 +147,7 @@ def test_drip_body_sends_the_head_first_then_a_byte_per_interval(api: HostileApi
     assert elapsed >= 25 * 0.04 and head_seconds < elapsed
 
 
+@pytest.mark.slow
 def test_drip_body_chunk_sets_bytes_per_interval(api: HostileApi) -> None:
     api.script(drip_body(body=b"y" * 40, interval=0.01, chunk=8))
     with socket.create_connection(api.address, timeout=5) as sock:
@@ -222,6 +225,7 @@ def test_retry_after_in_seconds_and_as_a_date(api: HostileApi) -> None:
     assert 110 < ahead <= 121
 
 
+@pytest.mark.slow
 def test_gzip_bomb_is_small_on_the_wire_and_inflates_fully(api: HostileApi) -> None:
     tail = page_body([])
     api.script(gzip_bomb(256 << 20, tail=tail))

@@ -543,6 +543,7 @@ def test_fail_next_http_status_can_be_any_error_status(sim: Simulator) -> None:
     assert post(sim).status_code == 200
 
 
+@pytest.mark.slow
 def test_stats_count_every_injected_fault_exactly_once(make_sim: MakeSim) -> None:
     sim = make_sim(seed=11)
     sim.set_faults(
@@ -851,6 +852,7 @@ def test_post_change_before_page_queues_a_change(sim: Simulator) -> None:
         assert response.status_code == 400 and response.json()["error"]
 
 
+@pytest.mark.slow
 def test_delay_page_builds_a_later_page_first_so_a_create_loses_a_record(
     sim: Simulator,
 ) -> None:
@@ -868,6 +870,7 @@ def test_delay_page_builds_a_later_page_first_so_a_create_loses_a_record(
     assert sorted(read) == sorted([*before[:9], *before[10:], before[4]])  # lost before[9]
 
 
+@pytest.mark.slow
 def test_delay_page_holds_once_and_only_its_page(sim: Simulator) -> None:
     sim.delay_page(APPS[0], 2, 1.0)
     started = time.monotonic()
@@ -1005,6 +1008,7 @@ def test_redirect_capture_counts_a_follow_without_credentials_apart(sim: Simulat
     assert (sim.stats()["redirect_followed"], sim.stats()["redirect_credentials"]) == (1, 0)
 
 
+@pytest.mark.slow
 def test_drip_sends_headers_then_the_page_a_byte_at_a_time(sim: Simulator) -> None:
     sim.set_tasks(APPS[0], [])  # a page of about 110 bytes
     interval = 0.01
@@ -1021,6 +1025,7 @@ def test_drip_sends_headers_then_the_page_a_byte_at_a_time(sim: Simulator) -> No
     only_fault(sim, "drip", "timeout")
 
 
+@pytest.mark.slow
 def test_drip_outlasts_a_client_timeout_on_the_whole_request(sim: Simulator) -> None:
     sim.set_faults(Faults(drip_interval_seconds=0.05))
     sim.fail_next(1, "drip")
@@ -1067,6 +1072,7 @@ def inflate(compressed: bytes) -> tuple[int, bytes]:
     return size + len(chunk), (tail + chunk)[-200:]
 
 
+@pytest.mark.slow
 def test_gzip_bomb_is_about_1_mib_inflating_to_1_gib(sim: Simulator) -> None:
     sim.fail_next(1, "gzip_bomb")
     response = raw_post(sim)
@@ -1209,6 +1215,7 @@ def test_retry_after_defaults_to_429_and_one_second(sim: Simulator) -> None:
         ("retry_after", "retry_after", {"http_429"}),
     ],
 )
+@pytest.mark.slow
 def test_random_hostile_faults_inject_only_the_chosen_kind(
     sim: Simulator, kind: str, faults_kind: str, codes: set[str]
 ) -> None:
@@ -1228,6 +1235,7 @@ def test_random_hostile_faults_inject_only_the_chosen_kind(
     assert set(stats["fault_codes"]) <= codes and sum(stats["fault_codes"].values()) == 3
 
 
+@pytest.mark.slow
 def test_random_faults_mix_every_kind_and_count_each_once(make_sim: MakeSim) -> None:
     sim = make_sim(seed=5)
     sim.set_faults(
