@@ -2,32 +2,45 @@
 # aivoice-exporter: Prometheus exporter for the ITNIO AI-voice API.
 #   docker build -t aivoice-exporter .
 #   docker run -p 10188:10188 -v $PWD/config.yaml:/etc/aivoice-exporter/config.yaml:ro aivoice-exporter
+#
+# BASE_IMAGE is any image with Python 3.11 as `python3` and its venv module. The default is the
+# public slim image; the test suite builds on a Debian bookworm image it makes with debootstrap
+# (tests/deploy/test_image.py), so both must keep working.
+ARG BASE_IMAGE=python:3.11-slim
 
-# --- builder: make the wheel (build tools never reach the runtime image) ---
-FROM python:3.11-slim AS builder
-WORKDIR /src
+# --- builder: a venv with the pinned dependencies and the exporter (nothing else leaves it) ---
+FROM ${BASE_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python3 -m venv /opt/aivoice-exporter
+# requirements.txt pins every runtime dependency with its hashes (`make lock` refreshes it), so an
+# image built next month runs the code that was tested; wheels only, so no compiler is needed.
+COPY requirements.txt /tmp/requirements.txt
+RUN /opt/aivoice-exporter/bin/pip install --require-hashes --only-binary=:all: --no-deps \
+      -r /tmp/requirements.txt
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter/ exporter/
-RUN python -m pip wheel --no-deps --wheel-dir /wheels .
+# Then the venv keeps only what runs: no pip or setuptools, no test suites shipped in packages.
+RUN /opt/aivoice-exporter/bin/pip install --no-deps . \
+ && /opt/aivoice-exporter/bin/pip check \
+ && /opt/aivoice-exporter/bin/pip uninstall --yes --quiet pip setuptools \
+ && find /opt/aivoice-exporter -depth -type d \( -name tests -o -name test \) -exec rm -rf {} +
 
 # --- runtime ---
-FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 \
+FROM ${BASE_IMAGE}
+ENV PATH=/opt/aivoice-exporter/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
     AIVOICE_HEALTHCHECK_URL=http://127.0.0.1:10188/-/healthy
 RUN groupadd --system --gid 10188 aivoice \
  && useradd --system --uid 10188 --gid aivoice --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin aivoice \
  && mkdir -p /etc/aivoice-exporter
-COPY --from=builder /wheels /tmp/wheels
-RUN python -m pip install /tmp/wheels/*.whl && rm -rf /tmp/wheels
+COPY --from=builder /opt/aivoice-exporter /opt/aivoice-exporter
 COPY deploy/docker/healthcheck.py /usr/local/bin/aivoice-exporter-healthcheck
 USER 10188:10188
 EXPOSE 10188
 HEALTHCHECK --interval=30s --timeout=10s --start-period=10s --retries=3 \
-    CMD ["python", "/usr/local/bin/aivoice-exporter-healthcheck"]
+    CMD ["python3", "/usr/local/bin/aivoice-exporter-healthcheck"]
 ENTRYPOINT ["aivoice-exporter"]
 CMD ["--config.file=/etc/aivoice-exporter/config.yaml"]

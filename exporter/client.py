@@ -1,60 +1,43 @@
-"""The aivoice API client: signed requests, retries for transient failures, and paging.
+"""Reads one account's apps: signed, rate-limited, retried requests, and task lists read whole.
 
-Every request carries a fresh `Timestamp` and `Sign = md5(apiKey + apiSecret + Timestamp)`, as the
-vendor's samples do. Transient failures (timeouts, connection errors, HTTP 5xx/429, answers that
-are not the documented JSON) are retried with exponential backoff and full jitter; the API's own
-status codes are answers, not accidents, and are never retried. Each attempt is recorded once in
-the `RequestRecorder`, so `aivoice_api_errors_total` counts every failed request exactly once.
+Transient failures (timeouts, connection errors, HTTP 5xx/429, answers that are not the
+documented JSON) are retried with exponential backoff and full jitter; a `Retry-After` holds the
+account's next request at least that long. The API's own status codes are answers, not
+accidents, and are never retried. Each attempt is recorded once in the `RequestRecorder`, so
+`aivoice_api_errors_total` counts every failed request exactly once.
+
+A task list is read page 1 first, then the other pages side by side. Records move between pages
+when a task is created or deleted meanwhile, which can silently skip one, so a read is trusted
+only when every page reports the same `total` and the distinct `jobId`s number exactly that
+total; otherwise the app is read again, up to `MAX_READS` times, and the best read is kept.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
 import logging
-import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import partial
 
-import requests
-import urllib3
-
-from exporter import __version__
-from exporter.codes import CONNECTION, INVALID_RESPONSE, TIMEOUT, explain
+from exporter.codes import INVALID_RESPONSE, POLL_TIMEOUT, PollError
 from exporter.config import Account, ApiConfig
 from exporter.snapshot import Task
-from exporter.stats import RequestRecorder
+from exporter.stats import CONSISTENT, INCONSISTENT, REREAD, RequestRecorder
+from exporter.transport import Transport
+from exporter.wire import Page, page_request, parse_page, sign_headers
+from exporter.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
 MAX_PAGES = 1000  # 100,000 tasks at the largest page size: beyond that, something is wrong.
+MAX_READS = 3  # One read and at most two re-reads of an app whose tasks moved meanwhile.
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 10.0
-_CREATE_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-class PollError(Exception):
-    """A request that failed for good; `code` is the `aivoice_api_errors_total` label value."""
-
-    def __init__(self, code: str, detail: str = "") -> None:
-        super().__init__(f"{code}: {explain(code)}" + (f" ({detail})" if detail else ""))
-        self.code = code
-        self.detail = detail
-
-    @property
-    def transient(self) -> bool:
-        """Worth another try: the failure says nothing about the request itself."""
-        if self.code in (TIMEOUT, CONNECTION, INVALID_RESPONSE):
-            return True
-        return self.code == "http_429" or self.code.startswith("http_5")
 
 
 class Stopped(Exception):
@@ -62,127 +45,22 @@ class Stopped(Exception):
 
 
 @dataclass(frozen=True)
-class Page:
-    tasks: tuple[Task, ...]
-    pages: int
-    total: int
+class TaskRead:
+    """An app's task list as one read found it.
 
-
-def sign_headers(api_key: str, api_secret: str, now: float) -> dict[str, str]:
-    timestamp = str(int(now))
-    sign = hashlib.md5((api_key + api_secret + timestamp).encode("utf-8")).hexdigest()
-    return {
-        "Content-Type": "application/json;charset=UTF-8",
-        "Api-Key": api_key,
-        "Timestamp": timestamp,
-        "Sign": sign,
-    }
-
-
-def parse_page(body: bytes, zone: dt.tzinfo) -> Page:
-    """Read one taskList answer; raises `PollError` and nothing else.
-
-    The API's own failures come back as HTTP 200 with a non-zero `status`; anything that is not
-    the documented shape is `invalid_response`. Paging figures are taken from the answer, since
-    the server may use another page size than the one asked for.
+    `consistent` is False when even the last re-read could not be trusted; `problem` says why.
+    `truncated` is True when the app has more than `MAX_PAGES` pages and the rest was left out.
     """
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise PollError(INVALID_RESPONSE, "not JSON") from None
-    if not isinstance(document, dict) or "status" not in document:
-        raise PollError(INVALID_RESPONSE, "no status field")
-    status = document["status"]
-    if isinstance(status, bool) or not isinstance(status, (str, int)):
-        raise PollError(INVALID_RESPONSE, f"status is {type(status).__name__}")
-    if str(status).strip() != "0":
-        reason = document.get("reason")
-        raise PollError(str(status).strip(), reason if isinstance(reason, str) else "")
-    data = document.get("data")
-    if not isinstance(data, dict):
-        raise PollError(INVALID_RESPONSE, "no data object")
-    records = data.get("records") or []
-    if not isinstance(records, list):
-        raise PollError(INVALID_RESPONSE, "records is not a list")
-    tasks = tuple(_task(record, zone) for record in records)
-    total = _count(data.get("total", len(tasks)), "total")
-    size = _count(data.get("size", len(tasks)), "size")
-    pages = data.get("pages")
-    if pages is None:
-        pages = -(-total // size) if size else 1
-    return Page(tasks=tasks, pages=max(_count(pages, "pages"), 1), total=total)
 
+    tasks: tuple[Task, ...]
+    total: int
+    consistent: bool = True
+    problem: str = ""
+    truncated: bool = False
 
-def _task(record: Any, zone: dt.tzinfo) -> Task:
-    if not isinstance(record, dict):
-        raise PollError(INVALID_RESPONSE, "a record is not an object")
-    job_id = record.get("jobId")
-    if isinstance(job_id, bool) or not isinstance(job_id, (int, str)) or str(job_id).strip() == "":
-        raise PollError(INVALID_RESPONSE, "a record has no jobId")
-    return Task(
-        job_id=_text(str(job_id).strip()),
-        name=_text(record.get("name")),
-        status=_text(record.get("status")) or "UNKNOWN",
-        calls=_count(record.get("taskTotal"), "taskTotal"),
-        calls_completed=_count(record.get("taskCompleted"), "taskCompleted"),
-        robots=_count(record.get("robotCount"), "robotCount"),
-        mode=_text(record.get("mode")),
-        dialog_flow=_text(record.get("dialogFlowName")),
-        line=_text(record.get("jobPhoneNumberName")),
-        hangup_sms=_flag(record.get("hangupSms")),
-        dialog_flow_unbound=_flag(record.get("isDialogFlowUnbind")),
-        created_seconds=parse_create_time(record.get("createTime"), zone),
-    )
-
-
-def _count(value: Any, name: str) -> int:
-    """A non-negative whole number; the documents call them Int, some answers send strings."""
-    if value is None:
-        return 0
-    if isinstance(value, bool):
-        raise PollError(INVALID_RESPONSE, f"{name} is not a number")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if not isinstance(value, int) or value < 0:
-        raise PollError(INVALID_RESPONSE, f"{name} is not a count")
-    return value
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    # JSON may escape a lone surrogate (\ud800), which no UTF-8 exposition can carry.
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
-def _flag(value: Any) -> bool:
-    """The page says Boolean for one flag and String for the other; accept both forms."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    return bool(value) if isinstance(value, (bool, int)) else False
-
-
-def parse_create_time(value: Any, zone: dt.tzinfo) -> float | None:
-    """Seconds since the epoch, or None: one odd date must never fail a poll."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    for fmt in _CREATE_TIME_FORMATS:
-        try:
-            return _epoch(dt.datetime.strptime(text, fmt), zone)
-        except (ValueError, OverflowError):
-            continue
-    try:
-        return _epoch(dt.datetime.fromisoformat(text), zone)
-    except (ValueError, OverflowError):
-        return None
-
-
-def _epoch(moment: dt.datetime, zone: dt.tzinfo) -> float:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).timestamp()
+    @property
+    def missing(self) -> int:
+        return abs(self.total - len(self.tasks))
 
 
 class RateLimiter:
@@ -194,36 +72,42 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._next = clock()
 
-    def wait(self, stop: threading.Event) -> None:
+    def hold(self, seconds: float) -> None:
+        """Send nothing more for `seconds` (a server's `Retry-After`)."""
+        with self._lock:
+            self._next = max(self._next, self._clock() + seconds)
+
+    def wait(self, stop: threading.Event, deadline: float = float("inf")) -> None:
+        """Take the next slot; a slot past `deadline` is not taken and fails the poll."""
         with self._lock:
             now = self._clock()
             slot = max(self._next, now)
+            if slot > deadline:
+                raise PollError(POLL_TIMEOUT, "the rate limit leaves no slot before the deadline")
             self._next = slot + self._interval
         if slot > now and stop.wait(slot - now):
             raise Stopped
 
 
 class ApiClient:
-    """Polls the taskList endpoint for one account's apps."""
+    """Polls the taskList endpoint for one account's apps, over a shared transport and pool."""
 
     def __init__(
         self,
         account: Account,
         api: ApiConfig,
         *,
-        session: requests.Session,
+        transport: Transport,
+        pool: WorkerPool,
         recorder: RequestRecorder,
-        in_flight: threading.Semaphore,
-        workers: int,
         stop: threading.Event,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._account = account
         self._api = api
-        self._session = session
+        self._transport = transport
+        self._pool = pool
         self._recorder = recorder
-        self._in_flight = in_flight
-        self._workers = workers
         self._stop = stop
         self._clock = clock
         self._limiter = RateLimiter(api.max_requests_per_second)
@@ -232,46 +116,50 @@ class ApiClient:
     def __repr__(self) -> str:
         return f"ApiClient({self._account!r}, url={self._url!r})"
 
-    def fetch_tasks(self, app_id: str) -> tuple[Task, ...]:
-        """Every task of the app, each once, following the paging the server reports."""
-        first = self.fetch_page(app_id, 1)
-        pages = [first]
-        wanted = first.pages
-        fetched = 1
-        while fetched < min(wanted, MAX_PAGES):
-            numbers = range(fetched + 1, min(wanted, MAX_PAGES) + 1)
-            batch = map_in_threads(lambda n: self.fetch_page(app_id, n), numbers, self._workers)
-            pages.extend(batch)
-            fetched = numbers[-1]
-            # A task created meanwhile may have added a page.
-            wanted = max(wanted, *(page.pages for page in batch))
-        if wanted > MAX_PAGES:
-            log.warning(
-                "App has more pages than the exporter reads; later tasks are left out",
-                extra={"app_id": app_id, "pages": wanted, "max_pages": MAX_PAGES},
-            )
-        unique: dict[str, Task] = {}
-        for page in pages:
-            for task in page.tasks:
-                unique.setdefault(task.job_id, task)
-        return tuple(unique.values())
+    def read_tasks(self, app_id: str, deadline: float = float("inf")) -> TaskRead:
+        """Every task of the app, each once; re-read while the pages disagree (bounded).
 
-    def fetch_page(self, app_id: str, current: int) -> Page:
+        `deadline` is a `time.monotonic()` moment: past it the read fails with `poll_timeout`.
+        """
+        best: TaskRead | None = None
+        for attempt in range(1, MAX_READS + 1):
+            read = _assemble(self._read_pages(app_id, deadline))
+            if read.consistent:
+                self._recorder.count_read(app_id, CONSISTENT)
+                return read
+            self._recorder.count_read(app_id, INCONSISTENT if attempt == MAX_READS else REREAD)
+            log.debug("Reading the app again", extra={"app_id": app_id, "why": read.problem})
+            if best is None or read.missing <= best.missing:
+                best = read
+        assert best is not None
+        return best
+
+    def _read_pages(self, app_id: str, deadline: float) -> list[Page]:
+        """Page 1, then the rest side by side on the pool; more if the page count grew.
+
+        Every request goes through the pool, so `poll.concurrency` bounds them all.
+        """
+        pages: dict[int, Page] = {}
+        wanted = 1
+        while len(pages) < wanted:
+            numbers = [n for n in range(1, wanted + 1) if n not in pages]
+            futures = [
+                self._pool.submit(partial(self.fetch_page, app_id, n, deadline), key=app_id)
+                for n in numbers
+            ]
+            pages.update(zip(numbers, _results(futures, deadline), strict=True))
+            wanted = min(max(page.pages for page in pages.values()), MAX_PAGES)
+        return [pages[n] for n in sorted(pages)]
+
+    def fetch_page(self, app_id: str, current: int, deadline: float = float("inf")) -> Page:
         """One page, retried with backoff while the failure is transient."""
-        body = json.dumps(
-            {
-                "current": current,
-                "size": self._api.page_size,
-                "params": {
-                    "appId": app_id,
-                    **({"name": n} if (n := self._account.task_name) else {}),
-                },
-            }
-        ).encode("utf-8")
+        body = page_request(app_id, current, self._api.page_size, self._account.task_name)
         for attempt in range(self._api.max_retries + 1):
             try:
-                return self._attempt(app_id, body)
+                return self._attempt(app_id, body, deadline)
             except PollError as err:
+                if err.retry_after_seconds is not None:
+                    self._limiter.hold(err.retry_after_seconds)
                 if not err.transient or attempt == self._api.max_retries:
                     raise
                 delay = random.uniform(
@@ -285,70 +173,57 @@ class ApiClient:
                     raise Stopped from err
         raise AssertionError("unreachable")
 
-    def _attempt(self, app_id: str, body: bytes) -> Page:
-        self._limiter.wait(self._stop)
+    def _attempt(self, app_id: str, body: bytes, deadline: float) -> Page:
+        self._limiter.wait(self._stop, deadline)
+        if self._stop.is_set():
+            raise Stopped
         headers = sign_headers(self._account.api_key, self._account.api_secret, self._clock())
-        headers["User-Agent"] = f"aivoice-exporter/{__version__}"
         started = time.perf_counter()
         error: str | None = None
         try:
-            with self._in_flight:
-                if self._stop.is_set():
-                    raise Stopped
-                response = self._session.post(
-                    self._url, data=body, headers=headers, timeout=self._api.timeout_seconds
-                )
-            if response.status_code != 200:
-                raise PollError(f"http_{response.status_code}")
-            return parse_page(response.content, self._api.create_time_zone)
+            return parse_page(
+                self._transport.post(self._url, headers, body), self._api.create_time_zone
+            )
         except PollError as err:
             error = err.code
             raise
-        except requests.RequestException as err:
-            error = _transport_code(err)
-            raise PollError(error, type(err).__name__) from None
+        except Exception as err:  # Never seen, but one odd answer must fail this app only.
+            error = INVALID_RESPONSE
+            raise PollError(INVALID_RESPONSE, f"unexpected {type(err).__name__}") from err
         finally:
             self._recorder.observe(app_id, time.perf_counter() - started, error)
 
 
-def _transport_code(err: requests.RequestException) -> str:
-    if isinstance(err, requests.Timeout):
-        return TIMEOUT
-    # requests reports a read timeout in the body as a ConnectionError wrapping urllib3's.
-    if err.args and isinstance(err.args[0], urllib3.exceptions.ReadTimeoutError):
-        return TIMEOUT
-    return CONNECTION
+def _results(futures: Sequence[Future[Page]], deadline: float) -> list[Page]:
+    """Each future's page in order; on the first failure or at the deadline the rest is dropped."""
+    try:
+        return [future.result(timeout=_seconds_until(deadline)) for future in futures]
+    except FutureTimeout:
+        raise PollError(POLL_TIMEOUT, "pages still outstanding at the deadline") from None
+    finally:
+        for future in futures:
+            future.cancel()  # Only those not started yet: nothing is sent for them.
 
 
-def map_in_threads(fn: Callable[[T], R], items: Iterable[T], workers: int) -> list[R]:
-    """`[fn(x) for x in items]` on up to `workers` daemon threads, re-raising the first error.
+def _seconds_until(deadline: float) -> float | None:
+    """What is left until `deadline`, or None (wait for ever) when there is none."""
+    return None if deadline == float("inf") else max(deadline - time.monotonic(), 0.0)
 
-    Daemon threads, not a ThreadPoolExecutor, so that a request stuck in a socket read can never
-    hold up the process's exit on SIGTERM.
-    """
-    todo: Sequence[T] = list(items)
-    results: list[Any] = [None] * len(todo)
-    errors: list[BaseException] = []
-    jobs: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for index in range(len(todo)):
-        jobs.put(index)
 
-    def work() -> None:
-        while not errors:
-            try:
-                index = jobs.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                results[index] = fn(todo[index])
-            except BaseException as err:
-                errors.append(err)
-
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(workers, len(todo)))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return results
+def _assemble(pages: Sequence[Page]) -> TaskRead:
+    """One read's tasks, each `jobId` once, and whether the read can be trusted."""
+    unique: dict[str, Task] = {}
+    for page in pages:
+        for task in page.tasks:
+            unique.setdefault(task.job_id, task)
+    tasks = tuple(unique.values())
+    totals = sorted({page.total for page in pages})
+    total = pages[-1].total
+    truncated = pages[0].pages > MAX_PAGES
+    if len(totals) > 1:
+        problem = f"the pages' totals differ ({totals[0]} to {totals[-1]}): tasks changed meanwhile"
+        return TaskRead(tasks, total, consistent=False, problem=problem, truncated=truncated)
+    if len(tasks) != total and not truncated:
+        problem = f"{len(tasks)} distinct tasks where the API counts {total}"
+        return TaskRead(tasks, total, consistent=False, problem=problem)
+    return TaskRead(tasks, total, truncated=truncated)

@@ -2,10 +2,15 @@
 
 These numbers belong to the aivoice product only: the vendor's SMS API uses other numbers for
 some of the same words, so this table must never be shared with another product.
+
+A code is also a label value (`aivoice_api_errors_total{code=...}`), so `code_label` keeps the
+set of values small whatever the API sends: a documented code, a number-like undocumented one,
+`http_<N>`, a transport failure, or `other`.
 """
 
 from __future__ import annotations
 
+import re
 from types import MappingProxyType
 
 # The `code` label values for failures that never reached the API's own status field.
@@ -13,6 +18,10 @@ TIMEOUT = "timeout"
 CONNECTION = "connection"
 INVALID_RESPONSE = "invalid_response"
 TRANSPORT_CODES = (TIMEOUT, CONNECTION, INVALID_RESPONSE)
+# An API status that is neither documented nor number-like (or one too many distinct codes).
+OTHER = "other"
+# Not a request's failure: a whole app poll outran `poll.timeout_seconds`.
+POLL_TIMEOUT = "poll_timeout"
 
 # Codes the taskList page documents: each starts at 0 on every app so that increase() sees the
 # first error.
@@ -25,6 +34,7 @@ EXPLANATIONS = MappingProxyType(
         "-4": "timestamp expired: this host's clock is probably off; check NTP (timedatectl)",
         "-5": "system exception on the API's side: usually passes; retry later",
         "-6": "IP restricted: this host's public IP is not on the app's allow list",
+        "-16": "timestamp expired (as the generic spec numbers it): check this host's clock (NTP)",
         "-27": "parameter validation failed: check app_ids, task_name and api.page_size",
         "-32": "task does not exist",
         "-37": "application does not exist: check the app id in the config",
@@ -35,11 +45,31 @@ EXPLANATIONS = MappingProxyType(
         "-57": "the Sign header was empty",
         "-58": "the Timestamp header was empty",
         "-59": "the Api-Key header was empty: check the account's api_key",
-        TIMEOUT: "no answer within api.timeout_seconds: the API is slow or unreachable",
-        CONNECTION: "could not connect: check DNS, proxies, firewalls and api.base_url",
-        INVALID_RESPONSE: "the answer was not the JSON the API documents: check api.base_url",
+        TIMEOUT: "no whole answer within api.timeout_seconds: the API is slow or unreachable",
+        CONNECTION: "the connection failed: see the detail for where (connecting or reading)",
+        INVALID_RESPONSE: "the answer was not the JSON the API documents, or was over the "
+        "exporter's bounds: check api.base_url and the detail",
+        OTHER: "an undocumented, non-numeric status from the API: see the reason in the detail",
+        POLL_TIMEOUT: "the app's whole poll outran poll.timeout_seconds (too many pages for "
+        "api.max_requests_per_second, or a slow API); its last good data is kept",
     }
 )
+
+_NUMBER_LIKE = re.compile(r"-?[0-9]{1,9}")
+_HTTP_STATUS = re.compile(r"[1-5][0-9]{2}")
+
+
+def code_label(status: str) -> str:
+    """The label value for an API `status`: documented or number-like as it is, else `other`."""
+    if status in EXPLANATIONS or _NUMBER_LIKE.fullmatch(status):
+        return status
+    return OTHER
+
+
+def http_code(status: int) -> str:
+    """`http_<N>` for a real HTTP status; anything outside 100..599 is not one."""
+    text = str(status)
+    return f"http_{text}" if _HTTP_STATUS.fullmatch(text) else "http_other"
 
 
 def explain(code: str) -> str:
@@ -50,7 +80,34 @@ def explain(code: str) -> str:
         status = code.removeprefix("http_")
         if status == "429":
             return "HTTP 429: the API is rate limiting; lower api.max_requests_per_second"
+        if status.startswith("3"):
+            return (
+                f"HTTP {status}: a redirect, never followed (it would carry the credentials "
+                "elsewhere): check api.base_url"
+            )
         if status.startswith("5"):
             return f"HTTP {status}: the API had a server error; it usually passes"
         return f"HTTP {status}: unexpected; check api.base_url"
     return "an undocumented status code: see the vendor's documentation"
+
+
+class PollError(Exception):
+    """A request (or a poll) that failed for good; `code` is the label value it is counted as.
+
+    `retry_after_seconds` is the server's `Retry-After`, when it sent one.
+    """
+
+    def __init__(
+        self, code: str, detail: str = "", *, retry_after_seconds: float | None = None
+    ) -> None:
+        super().__init__(f"{code}: {explain(code)}" + (f" ({detail})" if detail else ""))
+        self.code = code
+        self.detail = detail
+        self.retry_after_seconds = retry_after_seconds
+
+    @property
+    def transient(self) -> bool:
+        """Worth another try: the failure says nothing about the request itself."""
+        if self.code in (TIMEOUT, CONNECTION, INVALID_RESPONSE):
+            return True
+        return self.code == "http_429" or self.code.startswith("http_5")

@@ -48,6 +48,8 @@ class ApiConfig:
     page_size: int = 100
     max_retries: int = 2
     max_requests_per_second: float = 5.0
+    # A real 100-record page is about 40 KB; this leaves a hundred times that.
+    max_response_bytes: int = 4 * 1024 * 1024
     create_time_zone: dt.tzinfo = dt.timezone(dt.timedelta(hours=8))
 
 
@@ -56,6 +58,8 @@ class PollConfig:
     interval_seconds: float = 60.0
     concurrency: int = 4
     stale_after_seconds: float = 600.0
+    # How long one app's whole poll may take; unset in the file, it is twice the interval.
+    timeout_seconds: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,9 @@ def _api(data: Any, environ: Mapping[str, str]) -> ApiConfig:
         max_requests_per_second=_number(
             section, "api", "max_requests_per_second", default.max_requests_per_second, 0.01, 1000
         ),
+        max_response_bytes=_integer(
+            section, "api", "max_response_bytes", default.max_response_bytes, 65536, 256 << 20
+        ),
         create_time_zone=_time_zone(section.get("create_time_zone", "+08:00")),
     )
 
@@ -178,14 +185,14 @@ def _api(data: Any, environ: Mapping[str, str]) -> ApiConfig:
 def _poll(data: Any) -> PollConfig:
     section = _mapping(data, "poll", set(PollConfig.__dataclass_fields__))
     default = PollConfig()
+    interval = _number(section, "poll", "interval_seconds", default.interval_seconds, 1, 86400)
     return PollConfig(
-        interval_seconds=_number(
-            section, "poll", "interval_seconds", default.interval_seconds, 1, 86400
-        ),
+        interval_seconds=interval,
         concurrency=_integer(section, "poll", "concurrency", default.concurrency, 1, 64),
         stale_after_seconds=_number(
             section, "poll", "stale_after_seconds", default.stale_after_seconds, 0, 7 * 86400
         ),
+        timeout_seconds=_number(section, "poll", "timeout_seconds", 2 * interval, 1, 2 * 86400),
     )
 
 
@@ -336,7 +343,10 @@ def _number(
     return float(_in_range(value, f"{where}.{key}", low, high))
 
 
-def _in_range(value: Any, where: str, low: float, high: float) -> Any:
+N = TypeVar("N", int, float)
+
+
+def _in_range(value: N, where: str, low: float, high: float) -> N:
     if not low <= value <= high:
         raise ConfigError(where, f"must be between {low:g} and {high:g}, got {value!r}")
     return value

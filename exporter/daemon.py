@@ -111,11 +111,11 @@ class Daemon:
     def _publish(self, snapshot: Snapshot) -> None:
         with self._lock:
             self._last = snapshot
-            self.published.publish(self._render(snapshot))
+            self.published.publish(self._render(snapshot), ready=snapshot.ready)
 
     def _republish(self) -> None:
         if self._last is not None:
-            self.published.publish(self._render(self._last))
+            self.published.publish(self._render(self._last), ready=self._last.ready)
 
     def _render(self, snapshot: Snapshot) -> Exposition:
         return self._renderer.render(snapshot, self._reload_status)

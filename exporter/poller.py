@@ -1,9 +1,13 @@
-"""The poller: fetches every app on a fixed schedule and publishes each round as a `Snapshot`.
+"""The poller: polls each app on its own schedule and publishes it the moment its poll ends.
 
-Apps are polled side by side and each one's outcome is its own: a failing app keeps serving its
-last good tasks (marked `up 0`) until `poll.stale_after_seconds`, and never touches another app.
-A failure is logged once when it starts or changes, with what the code means; repeats go to the
-debug log, and the recovery is logged again.
+Each app's outcome is its own: a slow or failing app never delays or touches another's data. A
+failing app keeps serving its last good tasks (marked `up 0`) until `poll.stale_after_seconds`.
+A whole app poll is bounded by `poll.timeout_seconds`. A failure is logged once when it starts
+or changes, with what the code means; repeats go to the debug log, and the recovery is logged.
+
+Threads: one scheduler (the caller of `run()`), `poll.concurrency` threads that each carry one
+app's poll from start to publish, and `poll.concurrency` threads that send the requests, in
+turns between apps (see `workers`). Nothing grows with the number of apps or pages.
 """
 
 from __future__ import annotations
@@ -12,16 +16,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import Future, wait
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-import requests
-
-from exporter.client import ApiClient, PollError, map_in_threads
-from exporter.codes import explain
+from exporter.client import ApiClient, Stopped, TaskRead
+from exporter.codes import INVALID_RESPONSE, PollError, explain
 from exporter.config import Config
 from exporter.snapshot import AppSnapshot, Snapshot, Task
 from exporter.stats import RequestRecorder
+from exporter.transport import Transport
+from exporter.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,48 @@ class _AppState:
     tasks: tuple[Task, ...] | None = None
     last_success_seconds: float | None = None
     last_error: str | None = None
+    read_problem: str = ""
+    truncated: bool = False
+
+
+class _Wiring:
+    """What one config builds: a transport, the two pools and a client per app."""
+
+    def __init__(
+        self,
+        config: Config,
+        recorder: RequestRecorder,
+        stop: threading.Event,
+        clock: Callable[[], float],
+    ) -> None:
+        concurrency = config.poll.concurrency
+        self.config = config
+        self.transport = Transport(
+            config.api.base_url,
+            timeout_seconds=config.api.timeout_seconds,
+            max_response_bytes=config.api.max_response_bytes,
+            pool_size=concurrency,
+        )
+        self.requests = WorkerPool(concurrency, "request")
+        self.polls = WorkerPool(concurrency, "poll")
+        clients: dict[str, ApiClient] = {}
+        for account in config.accounts:
+            client = ApiClient(
+                account,
+                config.api,
+                transport=self.transport,
+                pool=self.requests,
+                recorder=recorder,
+                stop=stop,
+                clock=clock,
+            )
+            clients.update(dict.fromkeys(account.app_ids, client))
+        self.clients: Mapping[str, ApiClient] = MappingProxyType(clients)
+
+    def close(self) -> None:
+        self.polls.close()
+        self.requests.close()
+        self.transport.close()
 
 
 class Poller:
@@ -51,93 +98,149 @@ class Poller:
         self._publish = publish
         self._stop = stop
         self._clock = clock
-        self._session = requests.Session()
         self._lock = threading.Lock()
+        self._publish_lock = threading.Lock()
         self._states: dict[str, _AppState] = {}
+        self._latest: dict[str, AppSnapshot] = {}
+        self._running: set[str] = set()
         self._wake = threading.Event()
-        self._configure(config)
+        self._rescheduled = False
+        self._wiring = self._configure(config)
 
-    def _configure(self, config: Config) -> None:
-        in_flight = threading.Semaphore(config.poll.concurrency)
-        clients: dict[str, ApiClient] = {}
-        for account in config.accounts:
-            client = ApiClient(
-                account,
-                config.api,
-                session=self._session,
-                recorder=self._recorder,
-                in_flight=in_flight,
-                workers=config.poll.concurrency,
-                stop=self._stop,
-                clock=self._clock,
-            )
-            clients.update(dict.fromkeys(account.app_ids, client))
-        self._recorder.track(clients)
-        # Enough pooled connections for every request the config lets fly at once.
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=len(config.accounts), pool_maxsize=config.poll.concurrency
-        )
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
+    def _configure(self, config: Config) -> _Wiring:
+        wiring = _Wiring(config, self._recorder, self._stop, self._clock)
+        self._recorder.track(wiring.clients)
         with self._lock:
-            self._config = config
-            self._clients: Mapping[str, ApiClient] = MappingProxyType(clients)
-            self._states = {app_id: self._states.get(app_id, _AppState()) for app_id in clients}
+            self._states = {app: self._states.get(app, _AppState()) for app in wiring.clients}
+            self._latest = {a: s for a, s in self._latest.items() if a in wiring.clients}
+        return wiring
 
     def reconfigure(self, config: Config) -> None:
-        """Take a new config and poll at once; counters and kept apps' last data carry over."""
-        self._configure(config)
+        """Take a new config and poll every app at once; counters and kept apps' data carry over.
+
+        Polls under way finish on the old wiring; a removed app's result is then dropped.
+        """
+        old = self._wiring
+        self._wiring = self._configure(config)
+        old.close()
+        self._rescheduled = True
         self._wake.set()
 
     def wake(self) -> None:
-        """End the wait for the next round now (a reload, or shutdown)."""
+        """End the scheduler's wait now (a reload, or shutdown)."""
         self._wake.set()
 
     def run(self) -> None:
-        """Poll on a fixed schedule, round n at start + n * interval; missed rounds are skipped."""
-        started = time.monotonic()
-        round_number = 0
+        """Poll each app at start + n * interval; a round the app is still busy for is skipped."""
+        due: dict[str, float] = {}
         while not self._stop.is_set():
-            self.poll_once()
-            interval = self._config.poll.interval_seconds
-            elapsed = time.monotonic() - started
-            round_number = max(round_number + 1, int(elapsed // interval) + 1)
-            self._wake.wait(started + round_number * interval - time.monotonic())
+            wiring, now = self._wiring, time.monotonic()
+            if self._rescheduled:
+                self._rescheduled = False
+                due.clear()
+            interval = wiring.config.poll.interval_seconds
+            due = {app: due.get(app, now) for app in wiring.clients}
+            for app, when in due.items():
+                if when <= now:
+                    self._start(wiring, app)
+                    due[app] = when + interval * (1 + int((now - when) // interval))
+            self._wake.wait(min(due.values(), default=now + interval) - now)
             self._wake.clear()
 
     def poll_once(self) -> Snapshot:
-        """Poll every app once, publish the result and return it."""
+        """Poll every app once, publishing each as it ends; return the whole result."""
+        wiring = self._wiring
+        wait([self._start(wiring, app) for app in wiring.clients])
+        return self._publish_snapshot()
+
+    def _start(self, wiring: _Wiring, app_id: str) -> Future[None]:
         with self._lock:
-            clients, poll = self._clients, self._config.poll
-        apps = map_in_threads(
-            lambda item: self._poll_app(item[0], item[1], poll.stale_after_seconds),
-            list(clients.items()),
-            workers=max(len(clients), 1),
-        )
-        snapshot = Snapshot(apps=tuple(apps), requests=self._recorder.snapshot(clients))
-        self._publish(snapshot)
+            if app_id in self._running:
+                log.debug("Poll still running; skipping a round", extra={"app_id": app_id})
+                done: Future[None] = Future()
+                done.set_result(None)
+                return done
+            self._running.add(app_id)
+        return wiring.polls.submit(lambda: self._poll_and_publish(wiring, app_id))
+
+    def _poll_and_publish(self, wiring: _Wiring, app_id: str) -> None:
+        try:
+            app = self._poll_app(wiring, app_id)
+        except Stopped:
+            return
+        finally:
+            with self._lock:
+                self._running.discard(app_id)
+        with self._lock:
+            if app_id not in self._states:
+                return  # Removed by a reload while it was being polled.
+            self._latest[app_id] = app
+        self._publish_snapshot()
+
+    def _publish_snapshot(self) -> Snapshot:
+        """Publish every app's latest; serialised, so snapshots reach the renderer in order."""
+        with self._publish_lock:
+            with self._lock:
+                order = list(self._states)
+                apps = tuple(self._latest[app] for app in order if app in self._latest)
+            snapshot = Snapshot(
+                apps=apps,
+                requests=self._recorder.snapshot(order),
+                ready=len(apps) == len(order),
+            )
+            self._publish(snapshot)
         return snapshot
 
-    def _poll_app(self, app_id: str, client: ApiClient, stale_after: float) -> AppSnapshot:
+    def _poll_app(self, wiring: _Wiring, app_id: str) -> AppSnapshot:
+        poll = wiring.config.poll
         started = time.perf_counter()
-        previous = self._states.get(app_id, _AppState())
+        deadline = time.monotonic() + poll.timeout_seconds
+        with self._lock:
+            previous = self._states.get(app_id, _AppState())
         try:
-            tasks = client.fetch_tasks(app_id)
+            read = wiring.clients[app_id].read_tasks(app_id, deadline)
         except PollError as err:
-            state = self._failed(app_id, previous, err, stale_after)
+            state = self._failed(app_id, previous, err, poll.stale_after_seconds)
+            up = False
+        except Exception as err:  # A bug must cost this app's poll, never the daemon.
+            log.exception("Poll crashed", extra={"app_id": app_id})
+            failure = PollError(INVALID_RESPONSE, f"unexpected {type(err).__name__}")
+            state = self._failed(app_id, previous, failure, poll.stale_after_seconds)
             up = False
         else:
-            if previous.last_error is not None:
-                log.info("Poll recovered", extra={"app_id": app_id, "tasks": len(tasks)})
-            state = _AppState(tasks=tasks, last_success_seconds=self._clock())
+            state = self._succeeded(app_id, previous, read)
             up = True
-        self._states[app_id] = state
+        with self._lock:
+            if app_id in self._states:
+                self._states[app_id] = state
         return AppSnapshot(
             app_id=app_id,
             up=up,
             tasks=state.tasks,
             poll_duration_seconds=time.perf_counter() - started,
             last_success_seconds=state.last_success_seconds,
+        )
+
+    def _succeeded(self, app_id: str, previous: _AppState, read: TaskRead) -> _AppState:
+        if previous.last_error is not None:
+            log.info("Poll recovered", extra={"app_id": app_id, "tasks": len(read.tasks)})
+        if read.problem and not previous.read_problem:
+            log.warning(
+                "The app's tasks kept moving while it was read; serving the best read",
+                extra={"app_id": app_id, "problem": read.problem, "tasks": len(read.tasks)},
+            )
+        elif previous.read_problem and not read.problem:
+            log.info("The app reads consistently again", extra={"app_id": app_id})
+        if read.truncated and not previous.truncated:
+            log.warning(
+                "The app has more pages than the exporter reads; later tasks are left out",
+                extra={"app_id": app_id, "total": read.total, "tasks": len(read.tasks)},
+            )
+        return _AppState(
+            tasks=read.tasks,
+            last_success_seconds=self._clock(),
+            read_problem=read.problem,
+            truncated=read.truncated,
         )
 
     def _failed(
@@ -156,7 +259,7 @@ class Poller:
                 extra={"app_id": app_id, "seconds_since_success": round(age)},
             )
             tasks = None
-        return _AppState(tasks, previous.last_success_seconds, err.code)
+        return replace(previous, tasks=tasks, last_error=err.code)
 
     def close(self) -> None:
-        self._session.close()
+        self._wiring.close()

@@ -36,11 +36,12 @@ IDLE_TIMEOUT_SECONDS = 10.0  # A silent connection holds one thread this long at
 class WebSecurity(Protocol):
     """What the server needs of `--web.config.file` (see exporter.webconfig)."""
 
-    headers: tuple[tuple[str, str], ...]
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]: ...
 
     def ssl_context(self) -> ssl.SSLContext | None: ...
 
-    def authorized(self, authorization: str | None) -> bool: ...
+    def authorized(self, authorization_header: str | None) -> bool: ...
 
 
 class Published:
@@ -51,9 +52,10 @@ class Published:
         self.ready = False
         self._release_free_memory = _malloc_trim()
 
-    def publish(self, exposition: Exposition) -> None:
+    def publish(self, exposition: Exposition, ready: bool = True) -> None:
+        """Swap in a new exposition; once every app has been polled, stay ready."""
         self.exposition = exposition
-        self.ready = True
+        self.ready = self.ready or ready
         self._release_free_memory()
 
 

@@ -69,5 +69,12 @@ class RequestStats:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """What the exporter knows now: each polled app's latest outcome and the request counts.
+
+    Apps are published one by one as their polls end, so an app that has not finished its
+    first poll is absent, and `ready` is False until every configured app has been polled.
+    """
+
     apps: tuple[AppSnapshot, ...]
     requests: Mapping[str, RequestStats]
+    ready: bool = True

@@ -12,22 +12,37 @@ import threading
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from exporter.codes import TASK_LIST_CODES, TRANSPORT_CODES
+from exporter.codes import OTHER, TASK_LIST_CODES, TRANSPORT_CODES
 from exporter.snapshot import RequestStats
 
 # Seconds; the SDK's own timeout is 15 s, so the top buckets reach past it.
 DURATION_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
 INITIAL_ERROR_CODES = TASK_LIST_CODES + TRANSPORT_CODES
+# Codes beyond the initial ones that get a series of their own; later ones count as `other`.
+MAX_EXTRA_CODES = 20
+_MAX_CODES = len(INITIAL_ERROR_CODES) + MAX_EXTRA_CODES
+
+# How a read of an app's task list went (`aivoice_poll_reads_total{result}`).
+CONSISTENT = "consistent"
+REREAD = "reread"
+INCONSISTENT = "inconsistent"
+READ_RESULTS = (CONSISTENT, REREAD, INCONSISTENT)
 
 
 class _AppCounts:
-    __slots__ = ("buckets", "duration_sum", "errors", "requests")
+    __slots__ = ("buckets", "duration_sum", "errors", "reads", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
         self.errors = dict.fromkeys(INITIAL_ERROR_CODES, 0)
         self.buckets = [0] * (len(DURATION_BOUNDS) + 1)
         self.duration_sum = 0.0
+        self.reads = dict.fromkeys(READ_RESULTS, 0)
+
+    def count_error(self, code: str) -> None:
+        if code not in self.errors and len(self.errors) >= _MAX_CODES:
+            code = OTHER
+        self.errors[code] = self.errors.get(code, 0) + 1
 
 
 class RequestRecorder:
@@ -50,7 +65,11 @@ class RequestRecorder:
             counts.buckets[bisect.bisect_left(DURATION_BOUNDS, duration_seconds)] += 1
             counts.duration_sum += duration_seconds
             if error_code is not None:
-                counts.errors[error_code] = counts.errors.get(error_code, 0) + 1
+                counts.count_error(error_code)
+
+    def count_read(self, app_id: str, result: str) -> None:
+        with self._lock:
+            self._apps.setdefault(app_id, _AppCounts()).reads[result] += 1
 
     def snapshot(self, app_ids: Iterable[str]) -> Mapping[str, RequestStats]:
         """Immutable copies for the given apps (apps removed by a reload are left out)."""
@@ -71,4 +90,5 @@ def _freeze(counts: _AppCounts) -> RequestStats:
         errors=MappingProxyType(dict(counts.errors)),
         duration_buckets=tuple(cumulative),
         duration_sum=counts.duration_sum,
+        reads=MappingProxyType(dict(counts.reads)),
     )

@@ -24,6 +24,7 @@ import requests
 import yaml
 
 from exporter.simulator import Simulator
+from tests.support.simulator_process import SimulatorProcess
 
 API_KEY = "testKey1"
 API_SECRET = "test-secret-value"
@@ -40,7 +41,7 @@ def simulator() -> Iterator[Simulator]:
         sim.stop()
 
 
-def config_for(sim: Simulator, **sections: dict[str, Any]) -> dict[str, Any]:
+def config_for(sim: Simulator | SimulatorProcess, **sections: dict[str, Any]) -> dict[str, Any]:
     """A valid config document aimed at the simulator; `sections` override parts of it."""
     config: dict[str, Any] = {
         "api": {"base_url": sim.base_url, "timeout_seconds": 2, "max_requests_per_second": 200},
@@ -134,9 +135,13 @@ def start_exporter() -> Iterator[Callable[..., ExporterProcess]]:
 
 
 def require_tool(*names: str) -> str:
-    """The first of these commands found; in CI a missing one fails (`make test` installs them)."""
+    """The first of these commands found; in CI a missing one fails (`make test` installs them).
+
+    Commands installed into this Python's environment (the venv's bin/) count too.
+    """
+    search = os.pathsep.join([os.environ.get("PATH", os.defpath), str(Path(sys.executable).parent)])
     for name in names:
-        path = shutil.which(name)
+        path = shutil.which(name, path=search)
         if path:
             return path
     message = f"{' or '.join(names)} not found on PATH (`make test` installs it)"

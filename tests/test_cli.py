@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import Faults, Simulator
 from tests.conftest import APP_IDS, config_for, scrape, wait_until, write_config
-from tests.test_client import record
+from tests.support.records import record
 
 A, B = APP_IDS
 
@@ -96,7 +96,43 @@ def test_demo_runs_without_a_config(start_exporter) -> None:
     exporter = start_exporter("--demo")
     line = exporter.wait_for_log(r"Demo: metrics at http://")
     url = re.search(r"(http://\S+)", line).group(1)  # type: ignore[union-attr]
-    text = wait_until(lambda: (t := scrape(url).text) and "aivoice_task_info{" in t and t)
-    ups = sample_values(text, "aivoice_up")
-    assert len(ups) == 3
+    # Each app is published as its own first poll ends: wait for all three.
+    ups = wait_until(lambda: len(u := sample_values(scrape(url).text, "aivoice_up")) == 3 and u)
     assert set(ups.values()) == {1.0}
+
+
+def run_check(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.check", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_config_check_lists_the_apps_and_exits_0_without_polling(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "c.yaml", config_for(simulator))
+    result = run_check("--config.file", str(config))
+    assert result.returncode == 0, result.stderr
+    assert f"app {A}" in result.stdout and f"app {B}" in result.stdout
+    assert simulator.stats()["requests"] == 0
+
+
+def test_config_check_names_the_bad_field_and_exits_2(simulator: Simulator, tmp_path: Path) -> None:
+    document = config_for(simulator, poll={"concurrency": 0})
+    result = run_check("--config.file", str(write_config(tmp_path / "c.yaml", document)))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "aivoice-exporter: config error: poll.concurrency: must be between 1 and 64, got 0"
+    )
+
+
+def test_config_check_checks_the_web_config_too(simulator: Simulator, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", config_for(simulator))
+    web = tmp_path / "web.yaml"
+    web.write_text("tls_server_config: {cert_file: /nonexistent.pem}\n")
+    result = run_check("--config.file", str(config), "--web.config.file", str(web))
+    assert result.returncode == 2
+    assert "tls_server_config" in result.stderr

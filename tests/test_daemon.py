@@ -19,9 +19,10 @@ from exporter.config import parse_config
 from exporter.daemon import Daemon
 from exporter.poller import Poller
 from exporter.simulator import Faults, Simulator
+from exporter.snapshot import Snapshot
 from exporter.stats import RequestRecorder
 from tests.conftest import API_SECRET, APP_IDS, config_for, wait_until
-from tests.test_client import record
+from tests.support.records import record
 
 A, B = APP_IDS
 
@@ -225,25 +226,28 @@ def test_scrape_does_not_wait_for_a_slow_poll(simulator: Simulator, run_daemon) 
 
 
 def test_polls_keep_a_fixed_schedule(simulator: Simulator) -> None:
-    """Each poll takes 0.2 s; with a 1 s interval they must start 1 s apart, not 1.2 s."""
+    """Each poll takes 0.2 s; with a 1 s interval each app's polls end 1 s apart, not 1.2 s."""
     simulator.set_faults(Faults(latency_seconds=0.2))
-    published: list[float] = []
+    ends: list[float] = []  # When a new result for APP_IDS[0] was published.
+    seen: list[object] = []
+
+    def publish(snapshot: Snapshot) -> None:
+        app = next((app for app in snapshot.apps if app.app_id == APP_IDS[0]), None)
+        if app is not None and (not seen or app is not seen[-1]):
+            seen.append(app)
+            ends.append(time.monotonic())
+
     config = parse_config(config_for(simulator, poll={"interval_seconds": 1}), {})
     stop = threading.Event()
-    poller = Poller(
-        config,
-        recorder=RequestRecorder(),
-        publish=lambda snapshot: published.append(time.monotonic()),
-        stop=stop,
-    )
+    poller = Poller(config, recorder=RequestRecorder(), publish=publish, stop=stop)
     thread = threading.Thread(target=poller.run, daemon=True)
     thread.start()
     try:
-        wait_until(lambda: len(published) >= 4, timeout=10)
+        wait_until(lambda: len(ends) >= 4, timeout=10)
     finally:
         stop.set()
         poller.wake()
         thread.join(5)
         poller.close()
-    gaps = [later - earlier for earlier, later in itertools.pairwise(published[:4])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ends[:4])]
     assert all(abs(gap - 1.0) < 0.15 for gap in gaps), gaps

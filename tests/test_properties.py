@@ -23,11 +23,11 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from exporter.client import Page, PollError, parse_page
-from exporter.codes import INVALID_RESPONSE
+from exporter.codes import EXPLANATIONS, INVALID_RESPONSE, PollError
 from exporter.config import Config, ConfigError, MetricsConfig, load_config, parse_config
 from exporter.metrics import ReloadStatus, render
 from exporter.snapshot import AppSnapshot, Snapshot
+from exporter.wire import Page, parse_page
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ZONE = dt.timezone(dt.timedelta(hours=8))
@@ -277,7 +277,11 @@ def status_code(body: bytes) -> str | None:
     if isinstance(status, bool) or not isinstance(status, (str, int)):
         return None
     code = str(status).strip()
-    return None if code == "0" else code
+    if code == "0":
+        return None
+    # The label rule (README, "How it behaves"): a documented or number-like code as it is,
+    # anything else `other`, so a hostile API cannot mint label values.
+    return code if code in EXPLANATIONS or re.fullmatch(r"-?[0-9]{1,9}", code) else "other"
 
 
 def check_config_error(err: ConfigError) -> str:

@@ -6,8 +6,10 @@ with the simulator's own helper, so a mistake in one cannot hide in the other.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import selectors
@@ -15,15 +17,28 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import urllib3
 
-from exporter.simulator import KNOWN_STATUSES, Faults, Simulator
+from exporter.simulator import (
+    ALL_FAULT_KINDS,
+    HOSTILE_FAULT_KINDS,
+    KNOWN_STATUSES,
+    Faults,
+    Simulator,
+    expected_status_code,
+    gzip_bomb,
+    odd_valid_records,
+)
 
 KEY = "bDqJFiq9"
 SECRET = "sim-test-secret"
@@ -704,3 +719,580 @@ def test_cli_listens_on_port_zero_and_exits_0_on_signal(
     assert (answer["data"]["size"], answer["data"]["total"]) == (2, 3)
     process.send_signal(sig)
     assert process.wait(timeout=5) == 0
+
+
+# --------------------------------------------------------------------------- churn while paging
+
+
+def job_ids(records: list[dict[str, Any]]) -> list[Any]:
+    return [record["jobId"] for record in records]
+
+
+def read_pages(sim: Simulator, pages: list[int], size: int = 5) -> list[Any]:
+    """The jobIds of these pages, read one after another in this order."""
+    ids: list[Any] = []
+    for current in pages:
+        ids += job_ids(api(sim, size=size, current=current)["data"]["records"])
+    return ids
+
+
+def test_change_before_page_fires_once_just_before_that_page(sim: Simulator) -> None:
+    sim.change_before_page(APPS[0], 2, "create")
+    assert api(sim, size=5)["data"]["total"] == 12  # page 1: not yet
+    assert sim.stats()["churn"] == {"create": 0, "delete": 0}
+    assert api(sim, size=5, current=2)["data"]["total"] == 13
+    assert api(sim, size=5, current=2)["data"]["total"] == 13  # once only
+    assert sim.stats()["churn"] == {"create": 1, "delete": 0}
+
+
+@pytest.mark.parametrize("page", [2, 3])
+def test_create_between_page_reads_repeats_a_record(sim: Simulator, page: int) -> None:
+    before = job_ids(sim.tasks(APPS[0]))
+    sim.change_before_page(APPS[0], page, "create")
+    read = read_pages(sim, [1, 2, 3])
+    pushed_down = before[(page - 1) * 5 - 1]  # the last record of the page before
+    assert sorted(read) == sorted([*before, pushed_down])
+    assert len(sim.tasks(APPS[0])) == 13
+
+
+@pytest.mark.parametrize("page", [2, 3])
+def test_delete_between_page_reads_loses_a_record(sim: Simulator, page: int) -> None:
+    before = job_ids(sim.tasks(APPS[0]))
+    sim.change_before_page(APPS[0], page, "delete")
+    read = read_pages(sim, [1, 2, 3])
+    moved_up = before[(page - 1) * 5]  # the first record of the page: now on the one before
+    assert sorted(read) == sorted(set(before) - {moved_up})
+    assert before[0] in read and before[0] not in job_ids(sim.tasks(APPS[0]))  # deleted, seen
+    assert sim.stats()["churn"] == {"create": 0, "delete": 1}
+
+
+def test_create_between_pages_read_out_of_order_loses_a_record(sim: Simulator) -> None:
+    before = job_ids(sim.tasks(APPS[0]))
+    sim.change_before_page(APPS[0], 1, "create")
+    read = read_pages(sim, [2, 3, 1])  # page 2 read before the change, page 1 after
+    assert before[4] not in read  # pushed from page 1 onto page 2 after page 2 was read
+    assert len(set(read)) == len(read) == 12
+
+
+def test_change_before_page_deletes_and_creates_count_tasks(sim: Simulator) -> None:
+    before = job_ids(sim.tasks(APPS[0]))
+    sim.change_before_page(APPS[0], 1, "delete", count=3)
+    assert job_ids(api(sim, size=5)["data"]["records"]) == before[3:8]
+    sim.change_before_page(APPS[0], 1, "create", count=2)
+    data = api(sim, size=5)["data"]
+    assert data["total"] == 11 and job_ids(data["records"])[2:] == before[3:6]
+    assert sim.stats()["churn"] == {"create": 2, "delete": 3}
+
+
+def test_change_before_page_waits_while_the_page_is_answered_with_a_fault(
+    sim: Simulator,
+) -> None:
+    sim.change_before_page(APPS[0], 1, "create")
+    sim.fail_next(1, "api_code")
+    assert_error(api(sim), "-5")
+    assert len(sim.tasks(APPS[0])) == 12
+    assert api(sim)["data"]["total"] == 13
+
+
+def test_change_before_page_waits_for_its_own_app(sim: Simulator) -> None:
+    sim.change_before_page(APPS[1], 1, "delete")
+    assert api(sim, app_id=APPS[0])["data"]["total"] == 12
+    assert len(sim.tasks(APPS[1])) == 12
+    assert api(sim, app_id=APPS[1])["data"]["total"] == 11
+
+
+def test_change_before_page_rejects_bad_arguments(sim: Simulator) -> None:
+    for args, kwargs in (
+        ((APPS[0], 0, "create"), {}),
+        ((APPS[0], 1, "rename"), {}),
+        ((APPS[0], 1, "create"), {"count": 0}),
+        ((APPS[0], True, "create"), {}),
+    ):
+        with pytest.raises(ValueError):
+            sim.change_before_page(*args, **kwargs)
+    with pytest.raises(KeyError):
+        sim.change_before_page("NO_SUCH_APP", 1, "create")
+
+
+def test_post_change_before_page_queues_a_change(sim: Simulator) -> None:
+    url = sim.base_url.replace("/aivoice", "/-/change-before-page")
+    payload = {"app_id": APPS[0], "page": 1, "action": "delete", "count": 2}
+    assert requests.post(url, json=payload, timeout=5).json() == {"queued": payload}
+    assert api(sim)["data"]["total"] == 10
+    for bad in ({**payload, "action": "x"}, {**payload, "app_id": "NOPE"}, {"page": 1}, [1]):
+        response = requests.post(url, json=bad, timeout=5)
+        assert response.status_code == 400 and response.json()["error"]
+
+
+def test_delay_page_builds_a_later_page_first_so_a_create_loses_a_record(
+    sim: Simulator,
+) -> None:
+    before = job_ids(sim.tasks(APPS[0]))
+    sim.delay_page(APPS[0], 2, 1.5)
+    sim.change_before_page(APPS[0], 2, "create")
+    page1 = job_ids(api(sim, size=5)["data"]["records"])
+    pages: dict[int, dict[str, Any]] = {}
+    held = threading.Thread(target=lambda: pages.update({2: api(sim, size=5, current=2)}))
+    held.start()
+    pages[3] = api(sim, size=5, current=3)  # built while page 2 is held, before the change
+    held.join(timeout=10)
+    assert (pages[3]["data"]["total"], pages[2]["data"]["total"]) == (12, 13)
+    read = page1 + job_ids(pages[2]["data"]["records"]) + job_ids(pages[3]["data"]["records"])
+    assert sorted(read) == sorted([*before[:9], *before[10:], before[4]])  # lost before[9]
+
+
+def test_delay_page_holds_once_and_only_its_page(sim: Simulator) -> None:
+    sim.delay_page(APPS[0], 2, 1.0)
+    started = time.monotonic()
+    api(sim, current=1)
+    api(sim, app_id=APPS[1], current=2)
+    assert time.monotonic() - started < 1.0
+    api(sim, current=2)
+    assert time.monotonic() - started >= 1.0
+    started = time.monotonic()
+    api(sim, current=2)
+    assert time.monotonic() - started < 1.0
+
+
+def test_delay_page_rejects_bad_arguments_and_is_on_http(sim: Simulator) -> None:
+    for args in ((APPS[0], 0, 1.0), (APPS[0], 1, -1), (APPS[0], 1, "soon")):
+        with pytest.raises(ValueError):
+            sim.delay_page(*args)
+    url = sim.base_url.replace("/aivoice", "/-/delay-page")
+    payload = {"app_id": APPS[0], "page": 1, "seconds": 0.3}
+    assert requests.post(url, json=payload, timeout=5).json() == {"queued": payload}
+    started = time.monotonic()
+    api(sim)
+    assert time.monotonic() - started >= 0.3
+    assert requests.post(url, json={**payload, "app_id": "NOPE"}, timeout=5).status_code == 400
+
+
+def test_churn_ratio_alternates_creates_and_deletes(sim: Simulator) -> None:
+    sim.set_faults(Faults(churn_ratio=1.0))
+    totals = [api(sim)["data"]["total"] for _ in range(6)]
+    assert totals == [13, 12, 13, 12, 13, 12]
+    assert sim.stats()["churn"] == {"create": 3, "delete": 3}
+
+
+def test_churn_ratio_churns_about_that_share_and_keeps_the_count_near(sim: Simulator) -> None:
+    sim.set_faults(Faults(churn_ratio=0.5))
+    totals = {api(sim)["data"]["total"] for _ in range(40)}
+    churn = sim.stats()["churn"]
+    assert totals <= {12, 13}
+    assert 10 <= churn["create"] + churn["delete"] <= 30
+    assert churn["create"] - churn["delete"] in (0, 1)
+
+
+def test_churn_applies_only_to_the_faults_app_ids(sim: Simulator) -> None:
+    sim.set_faults(Faults(churn_ratio=1.0, app_ids=(APPS[1],)))
+    assert [api(sim, app_id=APPS[0])["data"]["total"] for _ in range(2)] == [12, 12]
+    assert api(sim, app_id=APPS[1])["data"]["total"] == 13
+
+
+def test_nothing_churns_by_default(sim: Simulator) -> None:
+    before = sim.tasks(APPS[0])
+    for current in (1, 2, 3, 1):
+        api(sim, size=5, current=current)
+    assert sim.tasks(APPS[0]) == before
+    assert sim.stats()["churn"] == {"create": 0, "delete": 0}
+
+
+# --------------------------------------------------------------------------- hostile faults
+
+
+def raw_post(sim: Simulator, timeout: float | tuple[float, float] = 5, **params: Any) -> Any:
+    """POST taskList without following redirects or decoding the body: what came on the wire."""
+    body = {
+        "current": params.pop("current", 1),
+        "size": params.pop("size", 100),
+        "params": {"appId": params.pop("app_id", APPS[0])},
+    }
+    return requests.post(
+        f"{sim.base_url}/taskList",
+        json=body,
+        headers=signed_headers(str(int(time.time()))),
+        timeout=timeout,
+        allow_redirects=False,
+        stream=True,
+    )
+
+
+def wire_body(response: requests.Response) -> bytes:
+    with response:
+        return response.raw.read(decode_content=False)
+
+
+def wire_body_within(response: requests.Response, seconds: float) -> bytes | None:
+    """The body as sent, or None if it takes longer than `seconds` in all (a drip)."""
+    deadline = time.monotonic() + seconds
+    body = b""
+    with response:
+        while chunk := response.raw.read1(65536, decode_content=False):  # what has arrived
+            body += chunk
+            if time.monotonic() > deadline:
+                return None
+    return body
+
+
+def only_fault(sim: Simulator, kind: str, code: str) -> None:
+    stats = sim.stats()
+    assert {k: v for k, v in stats["faults"].items() if v} == {kind: 1}
+    assert stats["fault_codes"] == {code: 1}
+    assert stats["answered"] == {}
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirect_points_at_another_port_and_counts_http_status(
+    sim: Simulator, status: int
+) -> None:
+    sim.fail_next(1, "redirect", http_status=status)
+    response = raw_post(sim)
+    wire_body(response)
+    location = response.headers["Location"]
+    assert response.status_code == status
+    assert location == sim.redirect_url and f":{sim.address[1]}/" not in location
+    only_fault(sim, "redirect", f"http_{status}")
+    assert (sim.stats()["redirect_followed"], sim.stats()["redirect_credentials"]) == (0, 0)
+
+
+def test_redirect_is_302_unless_told(sim: Simulator) -> None:
+    sim.fail_next(1, "redirect")
+    assert raw_post(sim).status_code == 302
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_redirect_capture_counts_a_client_that_follows_with_credentials(
+    sim: Simulator, status: int
+) -> None:
+    sim.fail_next(1, "redirect", http_status=status)
+    response = post(sim)  # requests follows redirects and keeps custom headers
+    assert response.status_code == 200 and response.history[0].status_code == status
+    assert response.json()["data"]["records"] == []  # the capture's page: accepted, wrongly
+    stats = sim.stats()
+    assert (stats["redirect_followed"], stats["redirect_credentials"]) == (1, 1)
+    assert stats["requests"] == 1  # the capture is not the API
+
+
+def test_redirect_capture_counts_a_follow_without_credentials_apart(sim: Simulator) -> None:
+    requests.get(sim.redirect_url, timeout=5).raise_for_status()
+    assert (sim.stats()["redirect_followed"], sim.stats()["redirect_credentials"]) == (1, 0)
+
+
+def test_drip_sends_headers_then_the_page_a_byte_at_a_time(sim: Simulator) -> None:
+    sim.set_tasks(APPS[0], [])  # a page of about 110 bytes
+    interval = 0.01
+    sim.set_faults(Faults(drip_interval_seconds=interval))
+    sim.fail_next(1, "drip")
+    started = time.monotonic()
+    response = raw_post(sim, timeout=(5, 2))  # each read is quick: a per-read timeout holds
+    length = int(response.headers["Content-Length"])
+    body = wire_body(response)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert len(body) == length and json.loads(body)["data"]["total"] == 0
+    assert elapsed >= length * interval
+    only_fault(sim, "drip", "timeout")
+
+
+def test_drip_outlasts_a_client_timeout_on_the_whole_request(sim: Simulator) -> None:
+    sim.set_faults(Faults(drip_interval_seconds=0.05))
+    sim.fail_next(1, "drip")
+    response = raw_post(sim, timeout=(5, 2))  # no read waits long enough to time out
+    assert wire_body_within(response, 1.0) is None
+
+
+def test_stop_cuts_a_drip_short(make_sim: MakeSim) -> None:
+    sim = make_sim()
+    sim.set_faults(Faults(drip_interval_seconds=1.0))
+    sim.fail_next(1, "drip")
+    response = raw_post(sim, timeout=(5, 10))
+    sim.stop()
+    with pytest.raises(urllib3.exceptions.ProtocolError, match="IncompleteRead"):
+        wire_body(response)  # the connection closes: no hour-long wait, no read timeout
+
+
+def test_oversize_is_16_mib_of_valid_json_by_default(sim: Simulator) -> None:
+    sim.fail_next(1, "oversize")
+    body = wire_body(raw_post(sim, timeout=30))
+    assert len(body) == 16 * 1024 * 1024
+    assert json.loads(body)["data"]["total"] == 12  # only a size cap can refuse it
+    only_fault(sim, "oversize", "invalid_response")
+
+
+def test_oversize_size_is_configurable(sim: Simulator) -> None:
+    sim.set_faults(Faults(oversize_bytes=3 * 1024 * 1024 + 7))
+    sim.fail_next(1, "oversize")
+    response = raw_post(sim)
+    assert int(response.headers["Content-Length"]) == len(wire_body(response)) == 3 * 2**20 + 7
+
+
+def inflate(compressed: bytes) -> tuple[int, bytes]:
+    """(inflated size, its last 200 bytes), in bounded steps: never the whole body at once."""
+    inflater = zlib.decompressobj(wbits=31)  # gzip: the trailer's CRC and size are checked
+    size, tail, pending = 0, b"", compressed
+    while pending:
+        chunk = inflater.decompress(pending, 1 << 20)
+        pending = inflater.unconsumed_tail
+        size += len(chunk)
+        tail = (tail + chunk)[-200:]
+    chunk = inflater.flush()
+    assert inflater.eof
+    return size + len(chunk), (tail + chunk)[-200:]
+
+
+def test_gzip_bomb_is_about_1_mib_inflating_to_1_gib(sim: Simulator) -> None:
+    sim.fail_next(1, "gzip_bomb")
+    response = raw_post(sim)
+    compressed = wire_body(response)
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert len(compressed) < 1.1 * 2**20
+    size, tail = inflate(compressed)
+    assert size == 2**30
+    assert tail.endswith(b'"pages": 0}}')
+    only_fault(sim, "gzip_bomb", "invalid_response")
+
+
+def test_gzip_bomb_inflates_to_exactly_the_size_asked() -> None:
+    tail = b'{"status": "0"}'
+    size, end = inflate(gzip_bomb(5 * 2**20 + 123, tail))
+    assert size == 5 * 2**20 + 123 and end.endswith(b" " + tail)
+
+
+def test_too_many_records_is_a_consistent_page_of_5000(sim: Simulator) -> None:
+    sim.fail_next(1, "too_many_records")
+    data = json.loads(wire_body(raw_post(sim, size=100)))["data"]
+    assert len(data["records"]) == len(set(job_ids(data["records"]))) == data["total"] == 5000
+    assert (data["size"], data["pages"]) == (100, 50)
+    only_fault(sim, "too_many_records", "invalid_response")
+
+
+def test_too_many_records_count_is_configurable(sim: Simulator) -> None:
+    sim.set_faults(Faults(too_many_records=250))
+    sim.fail_next(1, "too_many_records")
+    assert len(json.loads(wire_body(raw_post(sim, size=10)))["data"]["records"]) == 250
+
+
+def test_poison_superscript_digit_passes_isdigit_but_not_int(sim: Simulator) -> None:
+    sim.fail_next(1, "poison", variant="superscript_digit")
+    value = json.loads(wire_body(raw_post(sim)))["data"]["records"][0]["taskTotal"]
+    assert value == "²" and value.isdigit()
+    with pytest.raises(ValueError):
+        int(value)
+    only_fault(sim, "poison", "invalid_response")
+
+
+def test_poison_huge_integer_has_400_digits(sim: Simulator) -> None:
+    sim.fail_next(1, "poison", variant="huge_integer")
+    value = json.loads(wire_body(raw_post(sim)))["data"]["records"][0]["taskTotal"]
+    assert isinstance(value, int) and len(str(value)) == 400
+
+
+def test_poison_float_overflow_sums_to_infinity_within_one_status(sim: Simulator) -> None:
+    sim.fail_next(1, "poison", variant="float_overflow")
+    records = json.loads(wire_body(raw_post(sim)))["data"]["records"][:2]
+    assert records[0]["status"] == records[1]["status"]
+    assert math.isinf(records[0]["taskTotal"] + records[1]["taskTotal"])
+    assert records[0]["jobId"] != records[1]["jobId"]
+
+
+def test_poison_records_false_claims_five_tasks(sim: Simulator) -> None:
+    sim.fail_next(1, "poison", variant="records_false")
+    data = json.loads(wire_body(raw_post(sim)))["data"]
+    assert (data["records"], data["total"]) == (False, 5)
+
+
+def test_poison_on_a_page_past_the_end_still_carries_a_record(sim: Simulator) -> None:
+    sim.fail_next(1, "poison", variant="float_overflow")
+    records = json.loads(wire_body(raw_post(sim, current=9)))["data"]["records"]
+    assert len(records) == 2 and math.isinf(records[0]["taskTotal"] * 2)
+
+
+@pytest.mark.parametrize(
+    ("variant", "status", "code"),
+    [
+        ("undocumented_code", "-77", "-77"),
+        ("word", "MAINTENANCE", "other"),
+        ("lone_surrogate", "\ud800", "other"),
+        ("huge_status", "9" * 2**20, "other"),
+        ("huge_reason", "-5", "-5"),
+    ],
+    ids=["undocumented_code", "word", "lone_surrogate", "huge_status", "huge_reason"],
+)
+def test_odd_status_answers_that_status_and_counts_its_code(
+    sim: Simulator, variant: str, status: str, code: str
+) -> None:
+    sim.fail_next(1, "odd_status", variant=variant)
+    answer = json.loads(wire_body(raw_post(sim)))
+    assert answer["status"] == status and "data" not in answer
+    assert len(answer["reason"]) == (2**20 if variant == "huge_reason" else len(answer["reason"]))
+    only_fault(sim, "odd_status", code)
+
+
+def test_odd_status_lone_surrogate_goes_out_as_a_json_escape(sim: Simulator) -> None:
+    sim.fail_next(1, "odd_status", variant="lone_surrogate")
+    assert b'"status": "\\ud800"' in wire_body(raw_post(sim))
+
+
+def test_expected_status_code_keeps_api_codes_and_buckets_the_rest() -> None:
+    assert [expected_status_code(s) for s in ("-5", "-123456789", "42", "0x1", "-1234567890")] == [
+        "-5",
+        "-123456789",
+        "42",
+        "other",
+        "other",
+    ]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_in_seconds(sim: Simulator, status: int) -> None:
+    sim.set_faults(Faults(retry_after_seconds=7))
+    sim.fail_next(1, "retry_after", http_status=status, variant="seconds")
+    response = raw_post(sim)
+    assert (response.status_code, response.headers["Retry-After"]) == (status, "7")
+    only_fault(sim, "retry_after", f"http_{status}")
+
+
+def test_retry_after_as_an_http_date_from_the_simulators_clock(make_sim: MakeSim) -> None:
+    clock = FakeClock(1_700_000_000.25)
+    sim = make_sim(clock=clock)
+    sim.set_faults(Faults(retry_after_seconds=30))
+    sim.fail_next(1, "retry_after", variant="http_date")
+    body = {"current": 1, "size": 100, "params": {"appId": APPS[0]}}
+    response = post(sim, body, now=clock.now)
+    assert response.status_code == 429
+    assert parsedate_to_datetime(response.headers["Retry-After"]).timestamp() == 1_700_000_031
+
+
+def test_retry_after_defaults_to_429_and_one_second(sim: Simulator) -> None:
+    sim.fail_next(1, "retry_after", variant="seconds")
+    response = raw_post(sim)
+    assert (response.status_code, response.headers["Retry-After"]) == (429, "1")
+
+
+@pytest.mark.parametrize(
+    ("kind", "faults_kind", "codes"),
+    [
+        ("redirect", "redirect", {"http_302"}),
+        ("drip", "drip", {"timeout"}),
+        ("oversize", "oversize", {"invalid_response"}),
+        ("gzip_bomb", "gzip_bomb", {"invalid_response"}),
+        ("too_many_records", "too_many_records", {"invalid_response"}),
+        ("poison", "poison", {"invalid_response"}),
+        ("odd_status", "odd_status", {"-77", "other", "-5"}),
+        ("retry_after", "retry_after", {"http_429"}),
+    ],
+)
+def test_random_hostile_faults_inject_only_the_chosen_kind(
+    sim: Simulator, kind: str, faults_kind: str, codes: set[str]
+) -> None:
+    sim.set_faults(
+        Faults(
+            random_fail_ratio=1.0,
+            random_kinds=(kind,),
+            oversize_bytes=2**20,
+            gzip_bomb_bytes=2**20,
+            drip_interval_seconds=0.01,
+        )
+    )
+    bodies = [wire_body_within(raw_post(sim), 1.0) for _ in range(3)]
+    assert (None in bodies) == (kind == "drip")
+    stats = sim.stats()
+    assert stats["faults"][faults_kind] == stats["faults_total"] == 3
+    assert set(stats["fault_codes"]) <= codes and sum(stats["fault_codes"].values()) == 3
+
+
+def test_random_faults_mix_every_kind_and_count_each_once(make_sim: MakeSim) -> None:
+    sim = make_sim(seed=5)
+    sim.set_faults(
+        Faults(
+            random_fail_ratio=1.0,
+            random_kinds=ALL_FAULT_KINDS,
+            timeout_hang_seconds=0.5,
+            oversize_bytes=2**20,
+            gzip_bomb_bytes=2**20,
+            drip_interval_seconds=0.01,
+            redirect_statuses=(301, 308),
+            retry_after_statuses=(429, 503),
+        )
+    )
+    for _ in range(60):
+        with contextlib.suppress(requests.RequestException):  # the timeout kind drops
+            wire_body_within(raw_post(sim), 1.0)
+    stats = sim.stats()
+    assert stats["requests"] == stats["faults_total"] == 60
+    assert sum(stats["fault_codes"].values()) == 60
+    assert sum(stats["faults"].values()) == 60
+    assert sum(1 for count in stats["faults"].values() if count) >= 10  # a real mix
+    assert stats["redirect_followed"] == 0
+
+
+def test_documented_random_faults_never_pick_a_hostile_kind(sim: Simulator) -> None:
+    sim.set_faults(Faults(random_fail_ratio=1.0, timeout_hang_seconds=0.1))
+    for _ in range(20):
+        with contextlib.suppress(requests.RequestException):
+            post(sim, timeout=1)
+    faults = sim.stats()["faults"]
+    assert sum(faults.values()) == 20
+    assert all(faults[kind] == 0 for kind in HOSTILE_FAULT_KINDS)
+
+
+def test_fail_next_rejects_arguments_its_kind_does_not_take(sim: Simulator) -> None:
+    for kwargs in (
+        {"kind": "poison", "variant": "nope"},
+        {"kind": "redirect", "http_status": 404},
+        {"kind": "retry_after", "http_status": 500},
+        {"kind": "drip", "http_status": 503},
+        {"kind": "timeout", "variant": "seconds"},
+        {"kind": "explode"},
+    ):
+        with pytest.raises(ValueError):
+            sim.fail_next(1, **kwargs)
+
+
+def test_hostile_faults_reject_invalid_settings() -> None:
+    for bad in (
+        {"churn_ratio": 1.5},
+        {"redirect_statuses": (200,)},
+        {"retry_after_statuses": (500,)},
+        {"oversize_bytes": 0},
+        {"drip_interval_seconds": 0},
+        {"too_many_records": 2.5},
+        {"retry_after_seconds": -1},
+        {"random_kinds": ("redirect",), "redirect_statuses": ()},
+    ):
+        with pytest.raises(ValueError):
+            Faults(**bad)
+
+
+def test_post_faults_sets_hostile_settings(sim: Simulator) -> None:
+    url = sim.base_url.replace("/aivoice", "/-/faults")
+    settings = {"random_kinds": ["redirect"], "redirect_statuses": [307], "churn_ratio": 0.25}
+    answer = requests.post(url, json=settings, timeout=5).json()
+    assert {key: answer[key] for key in settings} == settings
+    assert sim.faults == Faults(
+        random_kinds=("redirect",), redirect_statuses=(307,), churn_ratio=0.25
+    )
+
+
+def test_post_fail_next_takes_variant_and_status(sim: Simulator) -> None:
+    url = sim.base_url.replace("/aivoice", "/-/fail-next")
+    payload = {"n": 1, "kind": "retry_after", "http_status": 503, "variant": "seconds"}
+    assert requests.post(url, json=payload, timeout=5).ok
+    response = raw_post(sim)
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "1")
+
+
+def test_odd_valid_records_are_served_as_they_are(sim: Simulator) -> None:
+    sim.set_tasks(APPS[0], odd_valid_records())
+    records = json.loads(wire_body(raw_post(sim)))["data"]["records"]
+    assert [r["jobId"] for r in records[:2]] == ["\ud800", "\udc00"]
+    assert len(records[3]["name"]) == 2**20
+    assert sim.stats()["faults_total"] == 0
+
+
+def test_stop_closes_the_redirect_capture_too() -> None:
+    sim = Simulator(KEY, SECRET, APPS).start()
+    port = int(sim.redirect_url.split(":")[2].split("/")[0])
+    sim.stop()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()

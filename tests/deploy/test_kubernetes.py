@@ -1,0 +1,355 @@
+"""deploy/kubernetes: what `kubectl apply -k` would send is valid, hardened and wired together.
+
+Every kustomization is rendered with `kubectl kustomize` and validated offline against the
+schemas of a current Kubernetes release (kubernetes-validate --strict). That package has no
+schemas for the Prometheus Operator's ServiceMonitor and PrometheusRule, so their contents are
+checked here against what they must match: the Service, the rule files (and promtool), the
+dashboard file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import exporter
+from exporter.cli import DEFAULT_PORT
+from exporter.config import parse_config
+from tests.conftest import require_tool
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+# Every kustomization a user applies as it is; components are tested through them.
+BUILDS = ("base", "overlays/kube-prometheus-stack")
+OPERATOR_BUILD = "overlays/kube-prometheus-stack"
+KUBERNETES_VERSION = "1.37"
+OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+SECRET_NAME = "aivoice-exporter-api"
+RULE_FILES = (ROOT / "prometheus" / "rules.yml", ROOT / "prometheus" / "alerts.yml")
+DASHBOARD = ROOT / "grafana" / "aivoice-dashboard.json"
+GENERATOR = KUBERNETES / "generate.py"
+IMAGE_UID = 10188  # the Dockerfile's USER
+
+
+def kustomize(folder: Path) -> str:
+    kubectl = require_tool("kubectl")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+Resources = list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def builds() -> dict[str, Resources]:
+    """Every build, rendered once for the module's tests (which only read them)."""
+    return {b: [d for d in yaml.safe_load_all(kustomize(KUBERNETES / b)) if d] for b in BUILDS}
+
+
+@pytest.fixture(scope="module")
+def base(builds: dict[str, Resources]) -> Resources:
+    return builds["base"]
+
+
+@pytest.fixture(scope="module")
+def operator(builds: dict[str, Resources]) -> Resources:
+    return builds[OPERATOR_BUILD]
+
+
+def find(resources: Resources, kind: str) -> dict[str, Any]:
+    (found,) = [r for r in resources if r["kind"] == kind]
+    return found
+
+
+def pod_template(resources: Resources) -> dict[str, Any]:
+    template: dict[str, Any] = find(resources, "Deployment")["spec"]["template"]
+    return template
+
+
+def container(resources: Resources) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = pod_template(resources)["spec"]["containers"]
+    (only,) = containers
+    return only
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def validate(text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kubernetes_validate", "--strict", "-k", KUBERNETES_VERSION, "-"],
+        input=text, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def _name(resource: dict[str, Any]) -> str:
+    return f"{resource['kind'].lower()}/{resource['metadata']['name']}"
+
+
+# --- valid for Kubernetes -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_build_is_valid_for_a_current_kubernetes(build: str, builds: dict[str, Resources]) -> None:
+    result = validate(kustomize(KUBERNETES / build))
+    assert result.returncode == 0, result.stdout + result.stderr
+    passed = set(re.findall(r"^INFO .* passed for resource (\S+) against", result.stdout, re.M))
+    built_in = {_name(r) for r in builds[build] if r["kind"] not in OPERATOR_KINDS}
+    # A resource without a schema is only warned about: only the operator's kinds may be.
+    assert passed == built_in, result.stdout
+    unchecked = re.findall(r"^WARN .* kind (\S+) with", result.stdout, re.M)
+    assert set(unchecked) <= OPERATOR_KINDS, result.stdout
+
+
+def test_strict_validation_rejects_an_unknown_field(base: Resources) -> None:
+    """The check above can fail: a misspelt field is an error, not silently ignored."""
+    broken = json.loads(json.dumps(find(base, "Deployment")))
+    broken["spec"]["template"]["spec"]["containers"][0]["securityContext"] = {
+        "readOnlyRootFilesytem": True
+    }
+    result = validate(yaml.safe_dump(broken))
+    assert result.returncode != 0
+    assert "readOnlyRootFilesytem" in result.stdout
+
+
+def test_every_kustomization_is_a_tested_build_or_a_component_one_uses() -> None:
+    builds: set[str] = set()
+    components: set[str] = set()
+    for path in KUBERNETES.rglob("kustomization.yaml"):
+        folder = path.parent.relative_to(KUBERNETES).as_posix()
+        kind = yaml.safe_load(path.read_text())["kind"]
+        (components if kind == "Component" else builds).add(folder)
+    assert builds == set(BUILDS)
+    used = set()
+    for build in BUILDS:
+        data = yaml.safe_load((KUBERNETES / build / "kustomization.yaml").read_text())
+        for relative in data.get("components", []):
+            used.add((KUBERNETES / build / relative).resolve().relative_to(KUBERNETES).as_posix())
+    assert components == used
+
+
+# --- the Deployment -------------------------------------------------------------------------------
+
+
+def test_one_replica_and_never_two_at_once(base: Resources) -> None:
+    spec = find(base, "Deployment")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+
+
+def test_pod_meets_the_restricted_pod_security_standard(base: Resources) -> None:
+    pod = pod_template(base)["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container(base)["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod["automountServiceAccountToken"] is False
+    assert not any(key in pod for key in ("hostNetwork", "hostPID", "hostIPC"))
+    assert all("hostPath" not in volume for volume in pod["volumes"])
+
+
+def test_operator_overlay_namespace_enforces_the_restricted_standard(operator: Resources) -> None:
+    namespace = find(operator, "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    others = [r for r in operator if r["kind"] != "Namespace"]
+    assert {r["metadata"]["namespace"] for r in others} == {namespace["metadata"]["name"]}
+
+
+def test_pod_runs_as_the_image_user(base: Resources) -> None:
+    users = re.findall(r"^USER\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.M)
+    assert users == [f"{IMAGE_UID}:{IMAGE_UID}"]
+    context = pod_template(base)["spec"]["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"]) == (IMAGE_UID, IMAGE_UID)
+
+
+def test_image_tag_is_the_exporter_version(base: Resources) -> None:
+    name, _, tag = container(base)["image"].rpartition(":")
+    assert (name, tag) == ("aivoice-exporter", exporter.__version__)
+
+
+def test_probes_are_health_for_liveness_and_ready_for_readiness(base: Resources) -> None:
+    box = container(base)
+    (port,) = box["ports"]
+    assert port["containerPort"] == DEFAULT_PORT
+    assert box["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": port["name"]}
+    assert box["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": port["name"]}
+
+
+def _quantity(value: str) -> float:
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for suffix, factor in units.items():
+        if value.endswith(suffix):
+            return float(value.removesuffix(suffix)) * factor
+    return float(value)
+
+
+def test_resources_cover_the_benchmarked_peak_of_50000_tasks(base: Resources) -> None:
+    """README: the first poll of 50,000 tasks peaks at about 270 MiB resident; one core renders."""
+    resources = container(base)["resources"]
+    for name in ("cpu", "memory"):
+        assert _quantity(resources["requests"][name]) <= _quantity(resources["limits"][name])
+    assert _quantity(resources["limits"]["memory"]) >= 300 * 2**20
+    assert _quantity(resources["limits"]["cpu"]) >= 1
+
+
+def _mounts(resources: Resources) -> dict[str, dict[str, Any]]:
+    """mountPath -> the volume mounted there."""
+    volumes = {v["name"]: v for v in pod_template(resources)["spec"]["volumes"]}
+    return {m["mountPath"]: volumes[m["name"]] for m in container(resources)["volumeMounts"]}
+
+
+def _config_map(resources: Resources) -> dict[str, Any]:
+    (found,) = [r for r in resources if r["metadata"]["name"].startswith("aivoice-exporter-config")]
+    return found
+
+
+def test_config_is_the_configmap_mounted_where_the_exporter_reads_it(base: Resources) -> None:
+    (flag,) = [a for a in container(base)["args"] if a.startswith("--config.file=")]
+    path = Path(flag.partition("=")[2])
+    volume = _mounts(base)[str(path.parent)]
+    assert volume["configMap"]["name"] == _config_map(base)["metadata"]["name"]
+    assert path.name in _config_map(base)["data"]
+
+
+def test_config_is_valid_and_reads_the_secret_from_the_mounted_secret(
+    base: Resources, tmp_path: Path
+) -> None:
+    data = yaml.safe_load(_config_map(base)["data"]["config.yaml"])
+    (account,) = data["accounts"]
+    secret_path = Path(account["api_secret_file"])
+    volume = _mounts(base)[str(secret_path.parent)]
+    assert volume["secret"]["secretName"] == SECRET_NAME
+    # Readable by the image's user through fsGroup, and by nobody else.
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert pod_template(base)["spec"]["securityContext"]["fsGroup"] == IMAGE_UID
+    secret_file = tmp_path / secret_path.name
+    secret_file.write_text("not-a-real-secret\n")
+    account["api_secret_file"] = str(secret_file)
+    assert parse_config(data, {}).accounts[0].api_secret == "not-a-real-secret"
+
+
+def test_a_changed_config_rolls_out_a_new_pod_template(base: Resources, tmp_path: Path) -> None:
+    copy = tmp_path / "kubernetes"
+    shutil.copytree(KUBERNETES, copy)
+    config = copy / "base" / "config.yaml"
+    config.write_text(config.read_text().replace("interval_seconds: 60", "interval_seconds: 120"))
+    changed = [d for d in yaml.safe_load_all(kustomize(copy / "base")) if d]
+    (volume,) = [v for v in pod_template(changed)["spec"]["volumes"] if "configMap" in v]
+    assert volume["configMap"]["name"] == _config_map(changed)["metadata"]["name"]
+    assert volume["configMap"]["name"] != _config_map(base)["metadata"]["name"]
+
+
+# --- Service, NetworkPolicy, PodDisruptionBudget ----------------------------------------------
+
+
+def test_service_selects_the_pod_and_its_metrics_port(base: Resources) -> None:
+    service = find(base, "Service")
+    assert matches(service["spec"]["selector"], pod_template(base)["metadata"]["labels"])
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == container(base)["ports"][0]["name"]
+    assert port["port"] == DEFAULT_PORT
+
+
+def test_disruption_budget_covers_the_pod_without_blocking_drains(base: Resources) -> None:
+    budget = find(base, "PodDisruptionBudget")["spec"]
+    assert matches(budget["selector"]["matchLabels"], pod_template(base)["metadata"]["labels"])
+    assert budget["maxUnavailable"] == 1
+
+
+def test_network_policy_lets_scrapes_in_and_dns_and_https_out(base: Resources) -> None:
+    policy = find(base, "NetworkPolicy")["spec"]
+    assert matches(policy["podSelector"]["matchLabels"], pod_template(base)["metadata"]["labels"])
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    (ingress,) = policy["ingress"]
+    assert ingress["ports"] == [{"port": container(base)["ports"][0]["name"], "protocol": "TCP"}]
+    out = {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]}
+    assert out == {(53, "UDP"), (53, "TCP"), (443, "TCP")}
+
+
+def test_operator_overlay_admits_scrapes_from_prometheus_pods_only(operator: Resources) -> None:
+    (ingress,) = find(operator, "NetworkPolicy")["spec"]["ingress"]
+    (peer,) = ingress["from"]
+    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+
+
+# --- what the Prometheus Operator and Grafana pick up -------------------------------------------
+
+
+def test_service_monitor_scrapes_the_service_as_the_job_the_alerts_watch(
+    operator: Resources,
+) -> None:
+    service, monitor = find(operator, "Service"), find(operator, "ServiceMonitor")
+    assert matches(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["path"] == "/metrics"
+    watched = re.findall(r'up\{job="([^"]+)"\}', RULE_FILES[1].read_text())
+    (relabel,) = [r for r in endpoint["relabelings"] if r["targetLabel"] == "job"]
+    assert watched and set(watched) == {relabel["replacement"]}
+
+
+def test_prometheus_rule_groups_are_the_rule_files(operator: Resources) -> None:
+    expected = [g for path in RULE_FILES for g in yaml.safe_load(path.read_text())["groups"]]
+    assert find(operator, "PrometheusRule")["spec"]["groups"] == expected
+
+
+def test_promtool_accepts_the_prometheus_rule_groups(operator: Resources, tmp_path: Path) -> None:
+    promtool = require_tool("promtool")
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": find(operator, "PrometheusRule")["spec"]["groups"]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rules_and_service_monitor_carry_the_label_kube_prometheus_stack_selects(
+    operator: Resources,
+) -> None:
+    for kind in sorted(OPERATOR_KINDS):
+        assert find(operator, kind)["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_dashboard_configmap_holds_the_dashboard_file_for_the_grafana_sidecar(
+    operator: Resources,
+) -> None:
+    maps = [r for r in operator if r["kind"] == "ConfigMap"]
+    (dashboard,) = [m for m in maps if m["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert dashboard["data"] == {DASHBOARD.name: DASHBOARD.read_text()}
+
+
+def test_generated_files_are_up_to_date() -> None:
+    """`make kubernetes` regenerates them; run it after editing the rules or the dashboard."""
+    result = subprocess.run(
+        [sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_generator_check_reports_a_stale_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check above can fail: a source edited after generation is reported."""
+    spec = importlib.util.spec_from_file_location("aivoice_generate", GENERATOR)
+    assert spec and spec.loader
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    original: Callable[[], str] = generate.prometheus_rule
+    monkeypatch.setattr(generate, "prometheus_rule", lambda: original() + "# edited\n")
+    assert generate.main(["--check"]) == 1

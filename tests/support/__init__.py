@@ -1,0 +1,1 @@
+"""Test tools shared by the test modules: fakes the tests control."""
