@@ -25,8 +25,7 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	@(for c in $(APT_COMMANDS); do command -v $$c >/dev/null || exit 1; done) || $(MAKE) system-packages
 	@command -v kubectl >/dev/null || [ -x $(BIN)/kubectl ] || $(MAKE) kubectl
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(MAKE) lint
 	$(BIN)/pytest
 
 system-packages:
@@ -49,6 +48,7 @@ lock: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(BIN)/.installed
 	$(BIN)/ruff format .

@@ -8,10 +8,7 @@ config or flag, with one line on stderr that names the field.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import logging
-import platform
 import queue
 import signal
 import sys
@@ -22,28 +19,25 @@ from typing import TYPE_CHECKING
 from exporter import __version__, logs
 from exporter.client import Stopped
 from exporter.config import (
-    Account,
-    ApiConfig,
     Config,
     ConfigError,
-    PollConfig,
     load_config,
     mask,
     secret_readable_by_others,
 )
 from exporter.daemon import Daemon
+from exporter.listen import parse_listen_address
+from exporter.memory import limit_malloc_arenas
 from exporter.server import WebSecurity
 from exporter.webconfig import load_web_config
 
 if TYPE_CHECKING:
-    from exporter.simulator import Simulator
+    pass
 
 log = logging.getLogger("exporter")
 
 DEFAULT_PORT = 10188
-DEMO_APPS = ("demo-sales", "demo-support", "demo-survey")
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_M_ARENA_MAX = -8  # From glibc's malloc.h.
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -100,27 +94,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def parse_listen_address(value: str) -> tuple[str, int]:
-    """`:10188`, `127.0.0.1:10188` or `[::1]:10188`, as the Go exporters write them."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError("--web.listen-address", f"want HOST:PORT, got {value!r}")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas, as `MALLOC_ARENA_MAX=2` in the environment would.
-
-    glibc gives each thread that allocates its own arena, up to 8 per core, and an arena keeps
-    what it has freed. Every HTTP connection and poll runs on a thread, so without a cap the
-    resident size climbs about a quarter over the first minutes before it levels off (measured
-    by tests/test_soak.py); with it, it stays within a few percent. Elsewhere this does nothing.
-    """
-    if platform.libc_ver()[0] != "glibc":
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, arenas)
+def listen_address(value: str) -> tuple[str, int]:
+    """`--web.listen-address`, or a config error naming the flag."""
+    try:
+        return parse_listen_address(value)
+    except ValueError as err:
+        raise ConfigError("--web.listen-address", str(err)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,11 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level, args.log_format)
     simulator = None
     try:
-        host, port = parse_listen_address(args.listen_address)
+        host, port = listen_address(args.listen_address)
         if not args.telemetry_path.startswith("/"):
             raise ConfigError("--web.telemetry-path", "must start with /")
         if args.demo:
-            simulator, config = _start_demo()
+            from exporter.demo import start_demo  # The simulator loads for --demo only.
+
+            simulator, config = start_demo()
         else:
             config = load_config(args.config_file)
             if secret_readable_by_others(args.config_file, config):
@@ -181,19 +162,6 @@ def _web_security(path: str | None) -> WebSecurity | None:
         log.warning(note, extra={"file": path})
     log.info("Web security", extra={"web": web.describe()})
     return web
-
-
-def _start_demo() -> tuple[Simulator, Config]:
-    from exporter.simulator import Simulator
-
-    simulator = Simulator("demo-key", "demo-secret", DEMO_APPS, speed=5.0).start("127.0.0.1", 0)
-    config = Config(
-        accounts=(Account("demo-key", "demo-secret", DEMO_APPS),),
-        api=ApiConfig(base_url=simulator.base_url, max_requests_per_second=50),
-        poll=PollConfig(interval_seconds=5, stale_after_seconds=60),
-    )
-    log.info("Demo simulator started", extra={"base_url": simulator.base_url})
-    return simulator, config
 
 
 def _signals() -> queue.SimpleQueue[int]:

@@ -19,7 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from functools import partial
@@ -200,6 +200,8 @@ def _results(futures: Sequence[Future[Page]], deadline: float) -> list[Page]:
         return [future.result(timeout=_seconds_until(deadline)) for future in futures]
     except FutureTimeout:
         raise PollError(POLL_TIMEOUT, "pages still outstanding at the deadline") from None
+    except CancelledError:  # The pool was closed under us: the daemon is stopping.
+        raise Stopped from None
     finally:
         for future in futures:
             future.cancel()  # Only those not started yet: nothing is sent for them.

@@ -13,8 +13,10 @@ import re
 import stat
 import zoneinfo
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import yaml
@@ -147,7 +149,7 @@ def read_yaml(path: str | os.PathLike[str], field: str, what: str) -> Any:
 
 def parse_config(data: Any, environ: Mapping[str, str]) -> Config:
     """Validate an already-parsed YAML document."""
-    root = _mapping(data, "", {"api", "poll", "accounts", "metrics"})
+    root = mapping(data, "", {"api", "poll", "accounts", "metrics"})
     accounts = _accounts(root.get("accounts"), environ)
     return Config(
         accounts=accounts,
@@ -158,7 +160,7 @@ def parse_config(data: Any, environ: Mapping[str, str]) -> Config:
 
 
 def _api(data: Any, environ: Mapping[str, str]) -> ApiConfig:
-    section = _mapping(data, "api", set(ApiConfig.__dataclass_fields__))
+    section = mapping(data, "api", set(ApiConfig.__dataclass_fields__))
     default = ApiConfig()
     base_url = _expand(
         _get(section, "api", "base_url", str, default.base_url), "api.base_url", environ
@@ -183,7 +185,7 @@ def _api(data: Any, environ: Mapping[str, str]) -> ApiConfig:
 
 
 def _poll(data: Any) -> PollConfig:
-    section = _mapping(data, "poll", set(PollConfig.__dataclass_fields__))
+    section = mapping(data, "poll", set(PollConfig.__dataclass_fields__))
     default = PollConfig()
     interval = _number(section, "poll", "interval_seconds", default.interval_seconds, 1, 86400)
     return PollConfig(
@@ -197,7 +199,7 @@ def _poll(data: Any) -> PollConfig:
 
 
 def _metrics(data: Any) -> MetricsConfig:
-    section = _mapping(data, "metrics", set(MetricsConfig.__dataclass_fields__))
+    section = mapping(data, "metrics", set(MetricsConfig.__dataclass_fields__))
     statuses = section.get("per_task_statuses", [])
     if not isinstance(statuses, list):
         raise ConfigError("metrics.per_task_statuses", "must be a list of task statuses")
@@ -228,7 +230,7 @@ def _accounts(data: Any, environ: Mapping[str, str]) -> tuple[Account, ...]:
 
 def _account(data: Any, where: str, environ: Mapping[str, str]) -> Account:
     keys = {"api_key", "api_key_file", "api_secret", "api_secret_file", "app_ids", "task_name"}
-    section = _mapping(data, where, keys)
+    section = mapping(data, where, keys)
     app_ids = section.get("app_ids")
     if app_ids is None:
         raise ConfigError(f"{where}.app_ids", "missing")
@@ -305,18 +307,31 @@ def _time_zone(value: Any) -> dt.tzinfo:
         raise ConfigError(where, f"unknown time zone {value!r}") from None
 
 
-def _mapping(data: Any, where: str, allowed: set[str]) -> Mapping[str, Any]:
+def mapping(
+    data: Any,
+    where: str,
+    allowed: AbstractSet[str],
+    *,
+    root: str = "",
+    unsupported: Mapping[str, str] = MappingProxyType({}),
+) -> Mapping[str, Any]:
+    """A section of a YAML document, checked for unknown keys; None is an empty section.
+
+    `where` is the section's dotted path ("" for the document itself, whose errors name `root`
+    if given); `unsupported` names keys the format knows but this exporter does not implement,
+    with what to do instead.
+    """
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise (
-            ConfigError(where, "must be a mapping")
-            if where
-            else ConfigError("", "the config file must be a YAML mapping")
-        )
+        if where or root:
+            raise ConfigError(where or root, "must be a mapping")
+        raise ConfigError("", "the config file must be a YAML mapping")
     for key in data:
         if key not in allowed:
             name = f"{where}.{key}" if where else str(key)
+            if name in unsupported:
+                raise ConfigError(name, f"not supported by this exporter; {unsupported[name]}")
             raise ConfigError(name, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
     return data
 

@@ -364,8 +364,10 @@ class LiveMetrics:
 
     def render(self, openmetrics: bool) -> bytes:
         if openmetrics:  # Without its `# EOF`: the exposition puts that at the very end.
-            return generate_openmetrics(self._registry).removesuffix(OPENMETRICS_EOF)
-        return generate_latest(self._registry)
+            text: bytes = generate_openmetrics(self._registry)
+            return text.removesuffix(OPENMETRICS_EOF)
+        plain: bytes = generate_latest(self._registry)
+        return plain
 
 
 Section = tuple[Family, Lines]  # A family and all its sample lines.

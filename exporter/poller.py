@@ -75,6 +75,10 @@ class _Wiring:
             )
             clients.update(dict.fromkeys(account.app_ids, client))
         self.clients: Mapping[str, ApiClient] = MappingProxyType(clients)
+        # Polls under way on this wiring, and whether a reload replaced it: a replaced wiring
+        # is closed by its last poll, so a reload never cuts a poll short.
+        self.running = 0
+        self.retired = False
 
     def close(self) -> None:
         self.polls.close()
@@ -122,7 +126,11 @@ class Poller:
         """
         old = self._wiring
         self._wiring = self._configure(config)
-        old.close()
+        with self._lock:
+            old.retired = True
+            idle = old.running == 0
+        if idle:
+            old.close()
         self._rescheduled = True
         self._wake.set()
 
@@ -161,7 +169,13 @@ class Poller:
                 done.set_result(None)
                 return done
             self._running.add(app_id)
-        return wiring.polls.submit(lambda: self._poll_and_publish(wiring, app_id))
+            wiring.running += 1
+        future = wiring.polls.submit(lambda: self._poll_and_publish(wiring, app_id))
+        if future.cancelled():  # The wiring closed meanwhile (shutdown): nothing will run.
+            with self._lock:
+                self._running.discard(app_id)
+                wiring.running -= 1
+        return future
 
     def _poll_and_publish(self, wiring: _Wiring, app_id: str) -> None:
         try:
@@ -171,6 +185,10 @@ class Poller:
         finally:
             with self._lock:
                 self._running.discard(app_id)
+                wiring.running -= 1
+                last_of_retired = wiring.retired and wiring.running == 0
+            if last_of_retired:
+                wiring.close()
         with self._lock:
             if app_id not in self._states:
                 return  # Removed by a reload while it was being polled.

@@ -8,10 +8,7 @@ process answers, `/-/ready` that every app has been polled once, `/-/reload` (PO
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
-import platform
 import socket
 import ssl
 import threading
@@ -25,7 +22,9 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 
 from exporter import __version__
+from exporter.memory import free_memory_releaser
 from exporter.metrics import Exposition
+from exporter.webconfig import WWW_AUTHENTICATE
 
 log = logging.getLogger(__name__)
 
@@ -50,26 +49,13 @@ class Published:
     def __init__(self, initial: Exposition) -> None:
         self.exposition = initial
         self.ready = False
-        self._release_free_memory = _malloc_trim()
+        self._release_free_memory = free_memory_releaser()
 
     def publish(self, exposition: Exposition, ready: bool = True) -> None:
         """Swap in a new exposition; once every app has been polled, stay ready."""
         self.exposition = exposition
         self.ready = self.ready or ready
         self._release_free_memory()
-
-
-def _malloc_trim() -> Callable[[], object]:
-    """glibc's `malloc_trim(0)`, which hands the memory malloc holds free back to the system.
-
-    Each render frees the previous one's tens of megabytes; glibc would keep them for reuse, so
-    the resident size would stay at the high-water mark of the largest poll. Elsewhere: nothing.
-    """
-    if platform.libc_ver()[0] == "glibc":
-        with contextlib.suppress(OSError, AttributeError):
-            trim: Callable[[int], object] = ctypes.CDLL(None).malloc_trim
-            return lambda: trim(0)
-    return lambda: None
 
 
 @dataclass(frozen=True)
@@ -176,7 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(
             HTTPStatus.UNAUTHORIZED,
             b"Unauthorized.\n",
-            extra=[("WWW-Authenticate", 'Basic realm="aivoice-exporter"')],
+            extra=[("WWW-Authenticate", WWW_AUTHENTICATE)],
         )
         return False
 

@@ -60,6 +60,8 @@ from types import FrameType, MappingProxyType, TracebackType
 from typing import Any, TypedDict, TypeGuard
 from urllib.parse import urlsplit
 
+from exporter.listen import parse_listen_address
+
 __all__ = [
     "ALL_FAULT_KINDS",
     "API_PATH",
@@ -1643,10 +1645,10 @@ class _Handler(_TrackedHandler):
 
 
 def _listen_address(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    try:
+        return parse_listen_address(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _app_ids(value: str) -> list[str]:

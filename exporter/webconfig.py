@@ -23,14 +23,13 @@ import secrets
 import ssl
 import threading
 from collections.abc import Mapping
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import bcrypt
 
-from exporter.config import ConfigError, read_yaml
+from exporter.config import ConfigError, mapping, read_yaml
 
 #: The challenge to send with a 401 (RFC 7617).
 WWW_AUTHENTICATE = 'Basic realm="aivoice-exporter", charset="UTF-8"'
@@ -258,7 +257,7 @@ def parse_web_config(data: Any, base_dir: str | os.PathLike[str] = ".") -> WebCo
     """Validate an already-parsed document, and load the TLS files once so errors show now."""
     if data is None:
         return WebConfig()
-    root = _mapping(data, "", _ROOT_KEYS)
+    root = mapping(data, "", _ROOT_KEYS, root="web.config.file", unsupported=_UNSUPPORTED)
     notes: list[str] = []
     tls = _tls(root.get("tls_server_config"), Path(base_dir), notes)
     if tls is not None:
@@ -296,7 +295,7 @@ def parse_basic_authorization(header: str | None) -> tuple[str, bytes] | None:
 
 def _tls(data: Any, base_dir: Path, notes: list[str]) -> TLSSettings | None:
     where = "tls_server_config"
-    section = _mapping(data, where, _TLS_KEYS)
+    section = mapping(data, where, _TLS_KEYS, unsupported=_UNSUPPORTED)
     # Like the toolkit: TLS is on as soon as any of these is set.
     if not any(
         section.get(k) for k in ("cert_file", "key_file", "client_ca_file", "client_auth_type")
@@ -354,7 +353,7 @@ def _tls(data: Any, base_dir: Path, notes: list[str]) -> TLSSettings | None:
 
 def _http(data: Any) -> tuple[bool, tuple[tuple[str, str], ...]]:
     where = "http_server_config"
-    section = _mapping(data, where, _HTTP_KEYS)
+    section = mapping(data, where, _HTTP_KEYS, unsupported=_UNSUPPORTED)
     http2 = section.get("http2", True)
     if not isinstance(http2, bool):
         raise ConfigError(f"{where}.http2", f"must be true or false, got {http2!r}")
@@ -450,17 +449,3 @@ def _blame_cert_or_key(cert_file: str, key_file: str) -> ConfigError:
         "tls_server_config.key_file",
         f"{key_file} is not an unencrypted PEM private key matching cert_file",
     )
-
-
-def _mapping(data: Any, where: str, allowed: AbstractSet[str]) -> Mapping[str, Any]:
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(where or "web.config.file", "must be a mapping")
-    for key in data:
-        name = f"{where}.{key}" if where else str(key)
-        if key not in allowed:
-            if name in _UNSUPPORTED:
-                raise ConfigError(name, f"not supported by this exporter; {_UNSUPPORTED[name]}")
-            raise ConfigError(name, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
-    return data

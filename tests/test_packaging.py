@@ -868,13 +868,13 @@ def test_unit_is_hardened(key: str, value: str) -> None:
 
 
 def test_unit_command_line_is_one_the_exporter_accepts() -> None:
-    from exporter.cli import parse_args, parse_listen_address
+    from exporter.cli import listen_address, parse_args
 
     (exec_start,) = _unit()["ExecStart"]
     binary, *argv = shlex.split(exec_start)
     assert Path(binary).name == "aivoice-exporter"
     args = parse_args(argv)
-    assert parse_listen_address(args.listen_address)[1] == EXPORTER_PORT
+    assert listen_address(args.listen_address)[1] == EXPORTER_PORT
     assert args.config_file == "/etc/aivoice-exporter/config.yaml"
 
 

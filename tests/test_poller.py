@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -207,3 +208,20 @@ def test_threads_are_bounded_by_concurrency_not_by_apps(tmp_path: Path) -> None:
             watcher.join()
     assert len(snapshot.apps) == 200 and all(app.up for app in snapshot.apps)
     assert peak[0] - before <= 2 * 8 + 1  # The pools, and the watcher itself.
+
+
+def test_a_reload_never_cuts_a_poll_in_progress_short(
+    simulator: Simulator,
+    run_poller: Callable[..., tuple[Poller, Published]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    simulator.set_faults(Faults(latency_seconds=1.0))
+    # Six pages an app: at the reload each poll still has five pages to ask for.
+    document = config_for(simulator, api={"page_size": 2}, poll={"interval_seconds": 60})
+    poller, published = run_poller(document)
+    time.sleep(0.3)  # Both apps' first pages are waiting on the simulator now.
+    poller.reconfigure(parse_config(document, {}))
+    wait_until(lambda: published.latest("APP_A") and published.latest("APP_B"), timeout=10)
+    a, b = published.latest("APP_A"), published.latest("APP_B")
+    assert a is not None and a.up and b is not None and b.up
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

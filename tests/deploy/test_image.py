@@ -34,7 +34,8 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.cli import DEFAULT_PORT, DEMO_APPS
+from exporter.cli import DEFAULT_PORT
+from exporter.demo import DEMO_APPS
 from tests.conftest import require_tool, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
