@@ -21,8 +21,8 @@ PROMETHEUS_DIR = ROOT / "prometheus"
 RULES = PROMETHEUS_DIR / "rules.yml"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
 UNIT_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
-README = ROOT / "README.md"
-RUNBOOK_BASE = "https://github.com/aivoice-exporter/aivoice-exporter/blob/main/README.md#"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+RUNBOOK_BASE = "https://github.com/aivoice-exporter/aivoice-exporter/blob/main/docs/runbook.md#"
 SEVERITIES = frozenset({"critical", "warning", "info"})
 ISSUE_ALERTS = frozenset(
     {
@@ -131,13 +131,13 @@ def test_recording_rules_are_named_level_metric_operations() -> None:
         assert re.fullmatch(r"[a-z_]+:aivoice_[a-z0-9_]+:[a-z0-9_]+", rule["record"]), rule
 
 
-def test_readme_has_a_runbook_section_for_every_alert() -> None:
+def test_runbook_has_a_section_for_every_alert() -> None:
     anchors = set()
     in_code = False
-    for line in README.read_text(encoding="utf-8").splitlines():
+    for line in RUNBOOK.read_text(encoding="utf-8").splitlines():
         if line.startswith("```"):
             in_code = not in_code
         elif line.startswith("#") and not in_code:
             anchors.add(github_anchor(line.lstrip("#")))
     missing = sorted(name for name in alerting_rules() if github_anchor(name) not in anchors)
-    assert not missing, f"README.md has no section for: {missing}"
+    assert not missing, f"docs/runbook.md has no section for: {missing}"
