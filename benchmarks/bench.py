@@ -119,7 +119,7 @@ def cpu_seconds(pid: int) -> float:
 def status_mb(pid: int, key: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
+            return int(line.split()[1]) * 1024 / 1e6  # The kernel's "kB" are KiB; MB here.
     raise RuntimeError(f"no {key} in /proc/{pid}/status")
 
 
