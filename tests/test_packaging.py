@@ -373,7 +373,7 @@ def _with_dependencies(requirements: set[str]) -> set[str]:
 
 def _third_party_imports(package: Path) -> set[str]:
     found: set[str] = set()
-    for path in package.glob("*.py"):
+    for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 found.update(alias.name.split(".")[0] for alias in node.names)

@@ -279,8 +279,8 @@ def status_code(body: bytes) -> str | None:
     code = str(status).strip()
     if code == "0":
         return None
-    # The label rule (docs/operations.md, "How it behaves"): a documented or number-like code as it is,
-    # anything else `other`, so a hostile API cannot mint label values.
+    # The label rule (docs/operations.md, "How it behaves"): a documented or number-like code
+    # as it is, anything else `other`, so a hostile API cannot mint label values.
     return code if code in EXPLANATIONS or re.fullmatch(r"-?[0-9]{1,9}", code) else "other"
 
 

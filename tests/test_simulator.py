@@ -721,6 +721,33 @@ def test_cli_listens_on_port_zero_and_exits_0_on_signal(
     assert process.wait(timeout=5) == 0
 
 
+def test_simulator_imports_only_the_standard_library_and_the_listen_parser() -> None:
+    """It checks the exporter, so it shares none of its code; ``--demo`` needs nothing more."""
+    code = (
+        "import sys; before = set(sys.modules); import exporter.simulator; "
+        "print('\\n'.join(sorted(set(sys.modules) - before)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    loaded = set(result.stdout.split())
+    assert "exporter.simulator.simulator" in loaded, sorted(loaded)
+    exporter_modules = {m for m in loaded if m.split(".")[0] == "exporter"}
+    foreign = {
+        m
+        for m in exporter_modules
+        if m not in ("exporter", "exporter.listen") and not m.startswith("exporter.simulator")
+    }
+    third_party = {m.split(".")[0] for m in loaded - exporter_modules} - sys.stdlib_module_names
+    assert (foreign, third_party) == (set(), set())
+
+
 # --------------------------------------------------------------------------- churn while paging
 
 

@@ -202,7 +202,8 @@ def _quantity(value: str) -> float:
 
 
 def test_resources_cover_the_benchmarked_peak_of_50000_tasks(base: Resources) -> None:
-    """docs/operations.md: the first poll of 50,000 tasks peaks at about 270 MiB resident; one core renders."""
+    """docs/operations.md: the first poll of 50,000 tasks peaks at about 270 MiB resident;
+    one core renders."""
     resources = container(base)["resources"]
     for name in ("cpu", "memory"):
         assert _quantity(resources["requests"][name]) <= _quantity(resources["limits"][name])
