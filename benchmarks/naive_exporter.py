@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import requests
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, start_http_server
@@ -57,13 +58,15 @@ class NaiveExporter:
         )
 
     def poll(self, session: requests.Session, args: argparse.Namespace) -> None:
+        fetched = {app: self.fetch(session, args, app) for app in args.app_ids.split(",")}
         for gauge in self.per_task:
             gauge.clear()
-        for app_id in args.app_ids.split(","):
-            self.poll_app(session, args, app_id)
+        for app, records in fetched.items():
+            self.update(app, records)
 
-    def poll_app(self, session: requests.Session, args: argparse.Namespace, app: str) -> None:
-        records, page, pages = [], 1, 1
+    def fetch(self, session: requests.Session, args: argparse.Namespace, app: str) -> list[Any]:
+        records: list[Any] = []
+        page, pages = 1, 1
         while page <= pages:
             timestamp = str(int(time.time()))
             sign = hashlib.md5((args.api_key + args.api_secret + timestamp).encode()).hexdigest()
@@ -77,6 +80,9 @@ class NaiveExporter:
             records.extend(data["records"])
             pages = data["pages"]
             page += 1
+        return records
+
+    def update(self, app: str, records: list[Any]) -> None:
         for record in records:
             job = [app, str(record["jobId"])]
             self.task_calls.labels(*job).set(record["taskTotal"])
