@@ -17,8 +17,11 @@ JSON_SCALARS = (
     | st.booleans()
     | st.integers()
     | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.integers(min_value=-(10**400), max_value=10**400)  # Hundreds of digits.
     | st.floats()  # NaN and infinities too: Python's json reads and writes them.
     | st.text(max_size=20)
+    | st.text(min_size=250, max_size=600)  # Longer than any label may be.
+    | st.sampled_from(["\ud800", "²", "-77", "9" * 30])  # A lone surrogate, a non-ASCII digit.
     | st.sampled_from(["", "0", " 0 ", "-5", "1", "true", "2024-01-02 03:04:05", "null"])
 )
 JSON_VALUES = st.recursive(
@@ -115,4 +118,7 @@ def page_bodies(draw: st.DrawFn) -> bytes:
         return draw(st.binary(max_size=200))
     document = draw(JSON_VALUES if kind == "json" else NEAR_VALID_PAGES)
     indent = draw(st.sampled_from([None, 2]))
-    return json.dumps(document, indent=indent, ensure_ascii=draw(st.booleans())).encode("utf-8")
+    return json.dumps(document, indent=indent, ensure_ascii=draw(st.booleans())).encode(
+        "utf-8",
+        "surrogatepass",  # A lone surrogate unescaped: bytes no UTF-8 decoder accepts.
+    )
