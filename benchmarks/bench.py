@@ -22,7 +22,7 @@ For each process:
   to the last byte of the compressed body (decompressing is the scraper's cost, not measured);
 - RSS (VmRSS) after the 5th and the last poll, once that poll's scrapes are done.
 
-Targets (issue 7): CPU per poll, first scrape included, <= 1.5 s and <= 0.35 of the naive
+Targets: CPU per poll, first scrape included, <= 1.5 s and <= 0.35 of the naive
 exporter's poll; a scrape <= 1/150 of the naive one's; RSS <= 150 MB after the 5th poll and
 no growth (<= GROWTH_TOLERANCE) to the 15th; behind latency, poll wall time <= 0.35 of the
 naive one's. Run with `make bench` or
