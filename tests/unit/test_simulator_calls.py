@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from exporter.simulator import Faults, Simulator
+from tests.support.clock import FakeClock
 
 KEY = "callsKey"
 SECRET = "calls-secret"
@@ -69,14 +70,6 @@ STRING_FIELDS = (
 )
 NUMERIC_STRINGS = ("chatDuration", "chargedDuration", "chatRound", "redialTimes", "callJobId")
 DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 MakeSim = Callable[..., Simulator]
@@ -439,22 +432,24 @@ def ended_calls(sim: Simulator, before: dict[str, dict[str, int]]) -> int:
     )
 
 
-def push_sim(
-    make_sim: MakeSim, receiver: Receiver, **options: Any
-) -> tuple[Simulator, dict[str, dict[str, int]]]:
+def push_for(
+    make_sim: MakeSim, receiver: Receiver, clock: FakeClock, seconds: float, **options: Any
+) -> tuple[Simulator, int]:
+    """A simulator pushing to ``receiver``, ``seconds`` after its start: and how many calls
+    ended meanwhile."""
     options.setdefault("push_duplicate_ratio", 0.0)
     options.setdefault("push_retry_delay", 0.01)
     sim = make_sim(push_url=receiver.url, **options)
-    return sim, {app: completed(sim, app) for app in APPS}
+    before = {app: completed(sim, app) for app in APPS}
+    clock.now += seconds
+    return sim, ended_calls(sim, before)
 
 
 def test_push_delivers_each_ended_call_once(
     make_sim: MakeSim, make_receiver: Callable[..., Receiver], clock: FakeClock
 ) -> None:
     receiver = make_receiver()
-    sim, before = push_sim(make_sim, receiver)
-    clock.now += 5
-    expected = ended_calls(sim, before)
+    sim, expected = push_for(make_sim, receiver, clock, 5)
     wait_for(lambda: sim.stats()["push_delivered"] == expected)
     ids = [r["callId"] for r in receiver.records()]
     assert len(ids) == len(set(ids)) == expected > 0
@@ -466,8 +461,7 @@ def test_push_sends_json_with_no_credentials(
     make_sim: MakeSim, make_receiver: Callable[..., Receiver], clock: FakeClock
 ) -> None:
     receiver = make_receiver()
-    sim, _ = push_sim(make_sim, receiver)
-    clock.now += 3
+    sim, _ = push_for(make_sim, receiver, clock, 3)
     wait_for(lambda: sim.stats()["push_delivered"] > 0)
     headers, _ = receiver.pushes[0]
     names = {name.lower() for name in headers}
@@ -479,8 +473,7 @@ def test_push_records_use_the_push_field_formats(
     make_sim: MakeSim, make_receiver: Callable[..., Receiver], clock: FakeClock
 ) -> None:
     receiver = make_receiver()
-    sim, _ = push_sim(make_sim, receiver)
-    clock.now += 5
+    sim, _ = push_for(make_sim, receiver, clock, 5)
     wait_for(lambda: sim.stats()["push_delivered"] > 10)
     for record in receiver.records():
         assert record["appId"] in APPS and record["resultStatus"] in RESULTS
@@ -497,9 +490,7 @@ def test_pushed_calls_match_record_query(
     make_sim: MakeSim, make_receiver: Callable[..., Receiver], clock: FakeClock
 ) -> None:
     receiver = make_receiver()
-    sim, before = push_sim(make_sim, receiver)
-    clock.now += 5
-    expected = ended_calls(sim, before)
+    sim, expected = push_for(make_sim, receiver, clock, 5)
     wait_for(lambda: sim.stats()["push_delivered"] == expected)
     polled = {r["callId"]: r for app in APPS for r in sim.calls(app, clock.now - 900)}
     for pushed in receiver.records():
@@ -514,9 +505,7 @@ def test_failed_pushes_are_retried_until_answered_success(
     make_sim: MakeSim, make_receiver: Callable[..., Receiver], clock: FakeClock
 ) -> None:
     receiver = make_receiver([(503, b"busy"), (200, b"nope"), (200, b"success")])
-    sim, before = push_sim(make_sim, receiver)
-    clock.now += 3
-    expected = ended_calls(sim, before)
+    sim, expected = push_for(make_sim, receiver, clock, 3)
     wait_for(lambda: sim.stats()["push_delivered"] == expected)
     stats = sim.stats()
     assert stats["push_retried"] >= 2 and stats["push_failed"] == 0
@@ -531,9 +520,7 @@ def test_pushes_give_up_after_the_last_try(
     make_sim: MakeSim, make_receiver: Callable[..., Receiver], clock: FakeClock
 ) -> None:
     receiver = make_receiver([(500, b"")])
-    sim, before = push_sim(make_sim, receiver, push_max_attempts=3)
-    clock.now += 2
-    expected = ended_calls(sim, before)
+    sim, expected = push_for(make_sim, receiver, clock, 2, push_max_attempts=3)
     wait_for(lambda: sim.stats()["push_failed"] == expected)
     stats = sim.stats()
     assert (stats["push_sent"], stats["push_delivered"]) == (3 * expected, 0)
@@ -546,9 +533,7 @@ def test_some_calls_are_pushed_twice(
     make_sim: MakeSim, make_receiver: Callable[..., Receiver], clock: FakeClock
 ) -> None:
     receiver = make_receiver()
-    sim, before = push_sim(make_sim, receiver, push_duplicate_ratio=0.5)
-    clock.now += 5
-    expected = ended_calls(sim, before)
+    sim, expected = push_for(make_sim, receiver, clock, 5, push_duplicate_ratio=0.5)
     wait_for(lambda: sim.stats()["push_delivered"] == expected)
     wait_for(lambda: sim.stats()["push_pending"] == 0)
     seen = collections.Counter(r["callId"] for r in receiver.records())
@@ -558,18 +543,18 @@ def test_some_calls_are_pushed_twice(
 
 
 def test_calls_that_ended_before_start_are_not_pushed(
-    make_sim: MakeSim, make_receiver: Callable[..., Receiver]
+    make_sim: MakeSim, make_receiver: Callable[..., Receiver], clock: FakeClock
 ) -> None:
     receiver = make_receiver()
-    sim, _ = push_sim(make_sim, receiver)
+    sim, _ = push_for(make_sim, receiver, clock, 0)
     time.sleep(0.3)  # several push ticks; the fake clock stands still
     assert sim.stats()["push_sent"] == 0 and receiver.records() == []
 
 
 def test_stop_ends_the_push_thread(
-    make_sim: MakeSim, make_receiver: Callable[..., Receiver]
+    make_sim: MakeSim, make_receiver: Callable[..., Receiver], clock: FakeClock
 ) -> None:
-    sim, _ = push_sim(make_sim, make_receiver())
+    sim, _ = push_for(make_sim, make_receiver(), clock, 0)
     assert any(t.name == "aivoice-push" for t in threading.enumerate())
     sim.stop()
     assert not any(t.name == "aivoice-push" for t in threading.enumerate())
@@ -590,9 +575,7 @@ def test_calls_that_find_the_queue_full_are_dropped_and_counted(
     make_sim: MakeSim, make_receiver: Callable[..., Receiver], clock: FakeClock
 ) -> None:
     receiver = make_receiver()
-    sim, before = push_sim(make_sim, receiver, push_queue_size=5)
-    clock.now += 30
-    expected = ended_calls(sim, before)
+    sim, expected = push_for(make_sim, receiver, clock, 30, push_queue_size=5)
     wait_for(lambda: sim.stats()["push_delivered"] + sim.stats()["push_dropped"] == expected)
     assert (sim.stats()["push_delivered"], len(receiver.records())) == (5, 5)
     assert sim.stats()["push_dropped"] == expected - 5 > 0
