@@ -57,7 +57,9 @@ class Faults:
 
     Faults touch only requests that are otherwise valid: a request rejected for a real reason
     (a bad sign, say) gets its real answer and is never a fault. With ``app_ids`` set, faults
-    (latency and churn included) apply only to requests for those apps. Precedence:
+    (latency and churn included) apply only to requests for those apps; with ``endpoints``
+    set, only to requests to those endpoints (``taskList``, ``recordQuery``), so a test can
+    break recordQuery alone. Precedence:
     ``fail_next`` first, then ``hang_seconds``, ``http_status``, ``api_code``, ``malformed``, then
     the random ones.
 
