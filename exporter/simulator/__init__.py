@@ -1,4 +1,5 @@
-"""A built-in simulator of the ITNIO AI-voice API's ``POST /aivoice/taskList``.
+"""A built-in simulator of the ITNIO AI-voice API's ``POST /aivoice/taskList`` and
+``POST /aivoice/recordQuery``, and of its call-record push.
 
 Why it exists: the exporter polls a paid vendor API that has no sandbox. The tests, the
 benchmarks and ``aivoice-exporter --demo`` need something that behaves as the API is documented
@@ -10,26 +11,37 @@ API (it may ignore the asked ``size``; records are newest first, so a task creat
 client pages pushes every later record down a place) and holds campaigns whose progress moves
 with the clock, deterministic from a seed. Beyond that, for tests: tasks created or deleted
 between two page reads, pages built in the order a test chooses, the documented faults, and
-hostile answers a broken or malicious server might send. See ``Faults``.
+hostile answers a broken or malicious server might send. See ``Faults``. Each generated task's
+calls are drawn from the seed as its progress moves, served by recordQuery and, with
+``push_url``, pushed as they end (retried, and now and then twice).
 
 Where things are:
 
 * ``simulator``: ``Simulator``, the state and its lock, and how a request is answered;
 * ``api``: the request and answer formats as the vendor documents them;
 * ``campaigns``: the generated tasks and their progress;
+* ``calls``: the calls of those tasks, as recordQuery and the push show them;
+* ``push``: the thread that pushes each call as it ends;
 * ``faults``: ``Faults``, the fault kinds, how a fault is chosen and what it counts as;
 * ``hostile``: the bodies faults answer with (gzip bomb, oversize, poison, odd statuses...);
 * ``server``: HTTP, the control endpoints (``/-/faults``, ``/-/fail-next``, ...), the redirect
   capture listener;
 * ``cli``: ``python -m exporter.simulator --listen-address 127.0.0.1:8080 --api-key K
-  --api-secret S --app-ids A,B``.
+  --api-secret S --app-ids A,B [--push-url URL]``.
 
 Standard library only (and the neutral ``exporter.listen``), so ``--demo`` needs nothing more and
 the simulator shares no code with the exporter it checks. It is a test tool: the control
 endpoints have no authentication, so bind it to loopback.
 """
 
-from exporter.simulator.api import API_PATH, KNOWN_STATUSES, MAX_TIMESTAMP_SKEW_SECONDS
+from exporter.simulator.api import (
+    API_PATH,
+    ENDPOINTS,
+    KNOWN_STATUSES,
+    MAX_TIMESTAMP_SKEW_SECONDS,
+    RECORD_QUERY_PATH,
+)
+from exporter.simulator.calls import RESULT_STATUSES
 from exporter.simulator.cli import main
 from exporter.simulator.faults import (
     ALL_FAULT_KINDS,
@@ -48,11 +60,14 @@ __all__ = [
     "ALL_FAULT_KINDS",
     "API_PATH",
     "CHURN_ACTIONS",
+    "ENDPOINTS",
     "FAULT_KINDS",
     "FAULT_VARIANTS",
     "HOSTILE_FAULT_KINDS",
     "KNOWN_STATUSES",
     "MAX_TIMESTAMP_SKEW_SECONDS",
+    "RECORD_QUERY_PATH",
+    "RESULT_STATUSES",
     "Faults",
     "Simulator",
     "Stats",

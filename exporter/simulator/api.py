@@ -1,5 +1,6 @@
-"""The taskList API as the vendor documents it (docs/api.md): signed headers, request body, page
-and error shapes; and ``Reply``, the answer the HTTP layer sends, whoever built it.
+"""The taskList and recordQuery API as the vendor documents it (docs/api.md): signed headers,
+request bodies, page and error shapes; and ``Reply``, the answer the HTTP layer sends, whoever
+built it.
 
 A valid request gets exactly these answers. What the simulator gets wrong on purpose is in
 ``faults`` (which fault, counted how) and ``hostile`` (what it sends).
@@ -13,10 +14,18 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeGuard
 
+from exporter.simulator.campaigns import CREATE_TIME_ZONE
+
 API_PATH = "/aivoice/taskList"
+RECORD_QUERY_PATH = "/aivoice/recordQuery"
+TASK_LIST = "taskList"
+RECORD_QUERY = "recordQuery"
+ENDPOINTS = (TASK_LIST, RECORD_QUERY)
+"""The endpoints by name, as ``Faults.endpoints`` and ``fail_next(endpoint=)`` take them."""
 MAX_TIMESTAMP_SKEW_SECONDS = 300
 """The vendor publishes no tolerance for a signed request's clock; we accept 5 minutes."""
 KNOWN_STATUSES = (
@@ -69,12 +78,14 @@ class Reply:
 
 @dataclass(frozen=True)
 class Query:
-    """A valid taskList request body."""
+    """A valid taskList or recordQuery request body (the window in Unix seconds)."""
 
     app_id: str
     current: int
     size: int
-    name: str
+    name: str = ""
+    start_time: int = 0
+    end_time: int = 0
 
 
 class Rejected(Exception):
@@ -113,7 +124,48 @@ def check_headers(headers: Mapping[str, str], api_key: str, api_secret: str, now
 
 
 def parse_query(body: bytes) -> Query:
-    """The body as the vendor documents it, or -27 naming what is wrong."""
+    """The taskList body as the vendor documents it, or -27 naming what is wrong."""
+    payload, params = _paged_body(body)
+    app_id, name = params.get("appId"), params.get("name")
+    if not isinstance(app_id, str) or not app_id:
+        raise Rejected("-27", "params.appId is required")
+    if name is not None and not isinstance(name, str):
+        raise Rejected("-27", "params.name must be a string")
+    return Query(app_id=app_id, current=payload["current"], size=payload["size"], name=name or "")
+
+
+def parse_record_query(body: bytes) -> Query:
+    """The recordQuery body: taskList's paging plus a required window, or -27."""
+    payload, params = _paged_body(body)
+    app_id = params.get("appId")
+    if not isinstance(app_id, str) or not app_id:
+        raise Rejected("-27", "params.appId is required")
+    start, end = _date(params, "startTime"), _date(params, "endTime")
+    if start > end:
+        raise Rejected("-27", "params.startTime is after params.endTime")
+    return Query(
+        app_id=app_id,
+        current=payload["current"],
+        size=payload["size"],
+        start_time=start,
+        end_time=end,
+    )
+
+
+def _date(params: dict[str, Any], name: str) -> int:
+    """A required ``yyyy-MM-dd HH:mm:ss`` in the vendor's zone, as Unix seconds."""
+    value = params.get(name)
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", value):
+        raise Rejected("-27", f"params.{name} must be yyyy-MM-dd HH:mm:ss")
+    try:
+        parsed = datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        raise Rejected("-27", f"params.{name} is no date") from None
+    return int(parsed.replace(tzinfo=CREATE_TIME_ZONE).timestamp())
+
+
+def _paged_body(body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON body and its ``params``, with valid ``current`` and ``size``, or -27."""
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as exc:
@@ -127,12 +179,7 @@ def parse_query(body: bytes) -> Query:
         raise Rejected("-27", "size must be an integer 1-100")
     if not isinstance(params, dict):
         raise Rejected("-27", "params is required")
-    app_id, name = params.get("appId"), params.get("name")
-    if not isinstance(app_id, str) or not app_id:
-        raise Rejected("-27", "params.appId is required")
-    if name is not None and not isinstance(name, str):
-        raise Rejected("-27", "params.name must be a string")
-    return Query(app_id=app_id, current=current, size=size, name=name or "")
+    return payload, params
 
 
 def guess_app_id(body: bytes) -> str | None:

@@ -35,7 +35,10 @@ def _app_ids(value: str) -> list[str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m exporter.simulator",
-        description="Simulate the ITNIO AI-voice taskList API (a test tool: bind to loopback).",
+        description=(
+            "Simulate the ITNIO AI-voice taskList and recordQuery API and the call-record push"
+            " (a test tool: bind to loopback)."
+        ),
     )
     parser.add_argument("--listen-address", type=_listen_address, default="127.0.0.1:8080")
     parser.add_argument("--api-key", required=True)
@@ -45,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--page-size", type=int, default=None, help="answer this size always")
     parser.add_argument("--speed", type=float, default=1.0, help="campaign time multiplier")
+    parser.add_argument("--push-url", default=None, help="POST each call here as it ends")
+    parser.add_argument(
+        "--push-duplicate-ratio", type=float, default=0.05, help="share of calls pushed twice"
+    )
+    parser.add_argument(
+        "--push-retry-delay", type=float, default=30.0, help="seconds before a failed push retries"
+    )
     return parser
 
 
@@ -68,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             server_page_size=args.page_size,
             speed=args.speed,
+            push_url=args.push_url,
+            push_duplicate_ratio=args.push_duplicate_ratio,
+            push_retry_delay=args.push_retry_delay,
         ).start(*args.listen_address)
     except (OSError, ValueError) as exc:
         print(f"simulator: {exc}", file=sys.stderr)

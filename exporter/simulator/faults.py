@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from types import MappingProxyType
 from typing import Any, TypedDict
 
-from exporter.simulator.api import is_int
+from exporter.simulator.api import ENDPOINTS, is_int
 from exporter.simulator.hostile import odd_status
 
 FAULT_KINDS = ("http_5xx", "timeout", "garbage", "api_code")
@@ -57,7 +57,9 @@ class Faults:
 
     Faults touch only requests that are otherwise valid: a request rejected for a real reason
     (a bad sign, say) gets its real answer and is never a fault. With ``app_ids`` set, faults
-    (latency and churn included) apply only to requests for those apps. Precedence:
+    (latency and churn included) apply only to requests for those apps; with ``endpoints``
+    set, only to requests to those endpoints (``taskList``, ``recordQuery``), so a test can
+    break recordQuery alone. Precedence:
     ``fail_next`` first, then ``hang_seconds``, ``http_status``, ``api_code``, ``malformed``, then
     the random ones.
 
@@ -147,9 +149,12 @@ class Faults:
     a create, so an app holds its start count or one more. Counted in ``Stats.churn``."""
     app_ids: tuple[str, ...] = ()
     """Only these apps suffer the faults above; empty means every app."""
+    endpoints: tuple[str, ...] = ()
+    """Only requests to these endpoints (``taskList``, ``recordQuery``) suffer the faults
+    above; empty means both."""
 
     def __post_init__(self) -> None:
-        for name in ("random_kinds", "random_api_codes", "app_ids"):
+        for name in ("random_kinds", "random_api_codes", "app_ids", "endpoints"):
             object.__setattr__(self, name, _str_tuple(name, getattr(self, name)))
         for name, allowed in (
             ("redirect_statuses", REDIRECT_STATUSES),
@@ -183,6 +188,8 @@ class Faults:
             raise ValueError(
                 f"random_kinds: unknown {sorted(unknown)}, known {list(ALL_FAULT_KINDS)}"
             )
+        if set(self.endpoints) - set(ENDPOINTS):
+            raise ValueError(f"endpoints: must be out of {list(ENDPOINTS)}")
         if self.random_fail_ratio > 0 and not self.random_kinds:
             raise ValueError("random_kinds: empty while random_fail_ratio > 0")
         for kind, choices in (
@@ -208,9 +215,11 @@ class Faults:
         """The JSON form, which ``from_dict`` reads back."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
-    def applies_to(self, app_id: str | None) -> bool:
-        """Whether a request for ``app_id`` (None: unknown) is in the faults' scope."""
-        return not self.app_ids or app_id in self.app_ids
+    def applies_to(self, app_id: str | None, endpoint: str | None = None) -> bool:
+        """Whether a request for ``app_id`` (None: unknown) to ``endpoint`` (None: any) is in
+        the faults' scope."""
+        in_endpoints = not self.endpoints or endpoint is None or endpoint in self.endpoints
+        return in_endpoints and (not self.app_ids or app_id in self.app_ids)
 
 
 def check_number(name: str, value: object, low: float, high: float) -> None:
@@ -288,6 +297,7 @@ class Pending:
     api_code: str
     http_status: int | None
     variant: str | None
+    endpoint: str | None = None
 
 
 def configured_fault(faults: Faults, rng: random.Random) -> Fault | None:
@@ -369,3 +379,20 @@ class Stats(TypedDict):
     """Requests that reached the redirect capture listener: a client that follows redirects."""
     redirect_credentials: int
     """Of those, the ones carrying ``Api-Key``, ``Sign`` or ``Timestamp``."""
+    record_queries: int
+    """Of ``requests``, those to ``recordQuery``."""
+    push_sent: int
+    """Push POSTs made: first tries, retries and duplicates."""
+    push_delivered: int
+    """Calls delivered (answered 200 ``success``), each once: duplicates are not counted."""
+    push_retried: int
+    """POSTs that repeat a failed one."""
+    push_duplicated: int
+    """Extra pushes of a call already delivered (their first try)."""
+    push_failed: int
+    """Pushes given up after the last try (a call, or a duplicate of one)."""
+    push_dropped: int
+    """Calls never pushed because the queue was full."""
+    push_pending: int
+    """Pushes waiting in the queue (first tries, retries and duplicates), as of the push
+    thread's last round: 0 once everything due was sent."""

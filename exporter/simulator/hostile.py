@@ -12,13 +12,14 @@ import math
 import struct
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from email.utils import formatdate
 from types import MappingProxyType
 from typing import Any
 
 from exporter.simulator.api import JSON, Query, Reply, is_int, page_payload
+from exporter.simulator.calls import filler_record
 from exporter.simulator.campaigns import new_record
 
 # Bodies a broken proxy or server might send: none of them is a page the client may accept.
@@ -66,15 +67,24 @@ def odd_status(variant: str) -> tuple[str, str]:
     return "-5", "r" * _MIB  # huge_reason
 
 
-def crowded_page(query: Query, count: int) -> dict[str, Any]:
-    """A page of ``count`` distinct tasks, consistent with itself, whatever size was asked."""
+def crowded_page(
+    query: Query, count: int, filler: Callable[[int, float], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A page of ``count`` distinct tasks (or ``filler`` records, e.g. calls), consistent with
+    itself, whatever size was asked."""
     now = time.time()
-    records = [new_record(_FILLER_JOB_ID + i, now) for i in range(count)]
+    if filler is None:
+        records = [new_record(_FILLER_JOB_ID + i, now) for i in range(count)]
+    else:
+        records = [filler(i, now) for i in range(count)]
     return page_payload(records, total=count, size=query.size, current=query.current)
 
 
-def poisoned(page: dict[str, Any], variant: str, now: float) -> dict[str, Any]:
-    """The page with one poison value (two tasks' for ``float_overflow``)."""
+def poisoned(
+    page: dict[str, Any], variant: str, now: float, *, calls: bool = False
+) -> dict[str, Any]:
+    """The page with one poison value (two records' for ``float_overflow``): in ``taskTotal``,
+    or for a page of ``calls`` in ``chargedDuration``."""
     data = page["data"]
     if variant == "records_false":
         data.update(records=False, total=5)
@@ -82,11 +92,18 @@ def poisoned(page: dict[str, Any], variant: str, now: float) -> dict[str, Any]:
     records = data["records"]
     needed = 2 if variant == "float_overflow" else 1
     while len(records) < needed:  # a page past the end has no record to poison
-        records.append(new_record(_FILLER_JOB_ID + len(records), now))
+        index = len(records)
+        records.append(
+            filler_record(index, now) if calls else new_record(_FILLER_JOB_ID + index, now)
+        )
+    field = "chargedDuration" if calls else "taskTotal"
     if variant == "superscript_digit":
-        records[0]["taskTotal"] = "²"  # str.isdigit() says yes, int() says no
+        records[0][field] = "²"  # str.isdigit() says yes, int() says no
     elif variant == "huge_integer":
-        records[0]["taskTotal"] = int("9" * 400)
+        records[0][field] = int("9" * 400)
+    elif calls:  # float_overflow: the sum of two is inf
+        for record in records[:2]:
+            record.update(chargedDuration=_HUGE_FLOAT, resultStatus="ANSWERED")
     else:  # float_overflow: per status the sum is inf, or an int too large for a float
         for record in records[:2]:
             record.update(taskTotal=_HUGE_FLOAT, taskCompleted=0, status="IN_PROCESS")

@@ -21,7 +21,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from exporter.simulator.api import API_PATH, EMPTY_PAGE, JSON, json_bytes
+from exporter.simulator.api import (
+    API_PATH,
+    EMPTY_PAGE,
+    JSON,
+    RECORD_QUERY,
+    RECORD_QUERY_PATH,
+    TASK_LIST,
+    json_bytes,
+)
 from exporter.simulator.faults import Faults
 
 if TYPE_CHECKING:
@@ -136,7 +144,7 @@ class ApiHandler(_TrackedHandler):
             self._send_json(200, simulator.stats())
         elif path == "/-/faults":
             self._send_json(200, simulator.faults.to_dict())
-        elif path == API_PATH:
+        elif path in (API_PATH, RECORD_QUERY_PATH):
             self._send_json(405, {"error": "use POST"}, extra={"Allow": "POST"})
         else:
             self._send_json(404, {"error": f"no such path {path}"})
@@ -147,7 +155,9 @@ class ApiHandler(_TrackedHandler):
             return
         path = urlsplit(self.path).path
         if path == API_PATH:
-            self._serve_api(body)
+            self._serve_api(body, TASK_LIST)
+        elif path == RECORD_QUERY_PATH:
+            self._serve_api(body, RECORD_QUERY)
         elif path == "/-/faults":
             self._control(body, self._set_faults)
         elif path == "/-/fail-next":
@@ -159,10 +169,10 @@ class ApiHandler(_TrackedHandler):
         else:
             self._send_json(404, {"error": f"no such path {path}"})
 
-    def _serve_api(self, body: bytes) -> None:
+    def _serve_api(self, body: bytes, endpoint: str) -> None:
         simulator = self.server.simulator
         headers = {name.lower(): value for name, value in self.headers.items()}
-        reply = simulator._answer(headers, body)
+        reply = simulator._answer(headers, body, endpoint)
         running = simulator._wait(reply.delay) if reply.delay > 0 else True
         if reply.drop or not running:
             self.close_connection = True  # hang up without an answer

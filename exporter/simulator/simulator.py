@@ -21,6 +21,9 @@ from typing import Any
 from exporter.simulator.api import (
     API_PATH,
     EMPTY_PAGE,
+    ENDPOINTS,
+    RECORD_QUERY,
+    TASK_LIST,
     Query,
     Rejected,
     Reply,
@@ -31,9 +34,21 @@ from exporter.simulator.api import (
     json_bytes,
     page_payload,
     parse_query,
+    parse_record_query,
+)
+from exporter.simulator.calls import (
+    MAX_CALL_SECONDS,
+    Call,
+    Timeline,
+    call,
+    filler_record,
+    push_record,
+    query_record,
+    started_between,
 )
 from exporter.simulator.campaigns import (
     Entry,
+    Plan,
     entry_job_id,
     entry_name,
     generate_plans,
@@ -67,6 +82,7 @@ from exporter.simulator.hostile import (
     poisoned,
     retry_after,
 )
+from exporter.simulator.push import Pusher, PushSettings
 from exporter.simulator.server import ApiHandler, CaptureHandler, Server, url_host
 
 log = logging.getLogger(__name__)
@@ -83,7 +99,8 @@ class Change:
 
 
 class Simulator:
-    """The ITNIO ``taskList`` API for one account, served over HTTP on a daemon thread.
+    """The ITNIO ``taskList`` and ``recordQuery`` API for one account, served over HTTP on a
+    daemon thread, and, with ``push_url``, the call-record push (see ``push``).
 
     Every method is thread-safe: tests change tasks and faults while a client polls.
     """
@@ -99,6 +116,11 @@ class Simulator:
         server_page_size: int | None = None,
         clock: Callable[[], float] = time.time,
         speed: float = 1.0,
+        push_url: str | None = None,
+        push_max_attempts: int = 3,
+        push_retry_delay: float = 0.2,
+        push_duplicate_ratio: float = 0.05,
+        push_queue_size: int = 10_000,
     ) -> None:
         if isinstance(app_ids, str) or not app_ids:
             raise ValueError("app_ids: must be a non-empty list of strings")
@@ -116,6 +138,8 @@ class Simulator:
         self._clock = clock
         self._speed = speed
         self._started_at = clock()
+        self._seed = seed
+        self._timeline = Timeline(self._started_at, speed)
         self._lock = threading.Lock()
         self._apps: dict[str, list[Entry]] = {
             app_id: list(generate_plans(app_id, i, tasks_per_app, seed, self._started_at))
@@ -138,6 +162,18 @@ class Simulator:
         self._capture: Server | None = None
         self._serving: list[tuple[Server, threading.Thread]] = []
         self._stopping = threading.Event()
+        self._record_queries = 0
+        self._pusher: Pusher | None = None
+        self._push_cursor = 0.0  # simulated time up to which ended calls were pushed
+        if push_url is not None:
+            settings = PushSettings(
+                url=push_url,
+                max_attempts=push_max_attempts,
+                retry_delay=push_retry_delay,
+                duplicate_ratio=push_duplicate_ratio,
+                queue_size=push_queue_size,
+            )
+            self._pusher = Pusher(settings, self._ended_calls, seed)
 
     # ---- lifecycle
 
@@ -163,11 +199,16 @@ class Simulator:
             )
             thread.start()
             self._serving.append((server, thread))
+        if self._pusher is not None:
+            self._push_cursor = self._elapsed(self._clock())  # calls ended before: not pushed
+            self._pusher.start()
         return self
 
     def stop(self) -> None:
         """Stop serving, end hanging requests and close open connections. Idempotent."""
         self._stopping.set()
+        if self._pusher is not None:
+            self._pusher.stop()
         for server, thread in self._serving:
             if not thread.is_alive():
                 continue
@@ -285,6 +326,49 @@ class Simulator:
             self._app(app_id)
             self._delays.append((app_id, page, float(seconds)))
 
+    # ---- calls
+
+    def calls(
+        self, app_id: str, start: float | None = None, end: float | None = None
+    ) -> list[dict[str, Any]]:
+        """The app's calls that started in [start, end] (Unix seconds; default: its first call
+        to now) and have ended, as ``recordQuery`` records in its order: oldest end first."""
+        now = self._clock()
+        high = int(end) if end is not None else int(now)
+        low = int(start) if start is not None else None
+        return [query_record(c) for c in self._calls(app_id, low, high, now)]
+
+    def _calls(self, app_id: str, start: int | None, end: int, now: float) -> list[Call]:
+        """Generated tasks only: added and pinned records make no calls."""
+        with self._lock:
+            plans = [e for e in self._app(app_id) if isinstance(e, Plan)]
+        if start is None:  # from the first call of the earliest task
+            firsts = [self._timeline.wall(p.start) for p in plans if p.start != float("inf")]
+            start = int(min(firsts, default=now) - MAX_CALL_SECONDS) - 1
+        return started_between(self._seed, app_id, plans, start, end, now, self._timeline)
+
+    def _ended_calls(self, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Push records of the calls that ended since the last look (the push thread), at most
+        ``limit`` of them, and how many more ended: those are never drawn."""
+        until = self._elapsed(self._clock())
+        with self._lock:
+            after, self._push_cursor = self._push_cursor, max(self._push_cursor, until)
+            apps = {a: [e for e in es if isinstance(e, Plan)] for a, es in self._apps.items()}
+        records: list[dict[str, Any]] = []
+        more = 0
+        if until <= after:
+            return records, more
+        for app_id, plans in apps.items():
+            for plan in plans:
+                first, last = plan.state_at(after)[1], plan.state_at(until)[1]
+                room = max(0, min(last - first, limit - len(records)))
+                more += last - first - room
+                for index in range(first, first + room):
+                    records.append(
+                        push_record(call(self._seed, app_id, plan, index, self._timeline))
+                    )
+        return records, more
+
     # ---- faults and stats
 
     @property
@@ -310,15 +394,20 @@ class Simulator:
         api_code: str = "-5",
         http_status: int | None = None,
         variant: str | None = None,
+        endpoint: str | None = None,
     ) -> None:
-        """Fail exactly the next ``n`` valid requests (for ``app_id`` only, if given).
+        """Fail exactly the next ``n`` valid requests (for ``app_id`` only, if given; to
+        ``endpoint`` only, ``taskList`` or ``recordQuery``, if given).
 
         ``kind`` is one of ``ALL_FAULT_KINDS`` (see ``Faults``). ``http_status`` sets the status
         of ``http_5xx`` (400-599, default 503), ``redirect`` (301, 302, 303, 307, 308; default
         302) and ``retry_after`` (429 or 503; default 429); ``api_code`` the code of
         ``api_code``; ``variant`` pins one of ``FAULT_VARIANTS[kind]`` (else one is drawn at
-        random). These come before any other fault and ignore ``Faults.app_ids``.
+        random). These come before any other fault and ignore ``Faults.app_ids`` and
+        ``Faults.endpoints``.
         """
+        if endpoint is not None and endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint: must be one of {list(ENDPOINTS)}, got {endpoint!r}")
         if kind not in ALL_FAULT_KINDS:
             raise ValueError(f"kind: unknown {kind!r}, known {list(ALL_FAULT_KINDS)}")
         if not is_int(n) or n < 0:
@@ -330,10 +419,12 @@ class Simulator:
             known = list(FAULT_VARIANTS.get(kind, ()))
             raise ValueError(f"variant: {kind} has no variant {variant!r}, known {known}")
         with self._lock:
-            self._pending.extend([Pending(kind, app_id, api_code, http_status, variant)] * n)
+            pending = Pending(kind, app_id, api_code, http_status, variant, endpoint)
+            self._pending.extend([pending] * n)
 
     def stats(self) -> Stats:
-        """Requests received and faults injected since start-up; see ``Stats``."""
+        """Requests received, faults injected and pushes made since start-up; see ``Stats``."""
+        pushes = self._pusher.stats() if self._pusher is not None else {}
         with self._lock:
             return Stats(
                 requests=self._requests,
@@ -344,35 +435,54 @@ class Simulator:
                 churn=dict(self._churn),
                 redirect_followed=self._redirect_followed,
                 redirect_credentials=self._redirect_credentials,
+                record_queries=self._record_queries,
+                push_sent=pushes.get("push_sent", 0),
+                push_delivered=pushes.get("push_delivered", 0),
+                push_retried=pushes.get("push_retried", 0),
+                push_duplicated=pushes.get("push_duplicated", 0),
+                push_failed=pushes.get("push_failed", 0),
+                push_dropped=pushes.get("push_dropped", 0),
+                push_pending=pushes.get("push_pending", 0),
             )
 
     # ---- answering (called by the handlers in server.py)
 
-    def _answer(self, headers: Mapping[str, str], body: bytes) -> Reply:
-        """Answer one taskList request; ``headers`` has lowercase names."""
+    def _answer(self, headers: Mapping[str, str], body: bytes, endpoint: str = TASK_LIST) -> Reply:
+        """Answer one taskList or recordQuery request; ``headers`` has lowercase names."""
         now = self._clock()
         with self._lock:
             self._requests += 1
+            self._record_queries += endpoint == RECORD_QUERY
             faults = self._faults
         app_id = guess_app_id(body)
-        delay = self._latency(faults) if faults.applies_to(app_id) else 0.0
+        delay = self._latency(faults) if faults.applies_to(app_id, endpoint) else 0.0
         try:
             check_headers(headers, self._api_key, self._api_secret, now)
-            query = parse_query(body)
+            query = parse_record_query(body) if endpoint == RECORD_QUERY else parse_query(body)
             if query.app_id not in self._apps:
                 raise Rejected("-37")
         except Rejected as rejected:
             self._count_answer(rejected.code)
             return Reply(body=api_error(rejected.code, rejected.detail), delay=delay)
-        fault = self._inject(query.app_id, faults)
+        fault = self._inject(query.app_id, faults, endpoint)
         if fault is not None:
-            reply = self._fault_reply(fault, query, now, faults)
+            reply = self._fault_reply(fault, query, now, faults, endpoint)
             return replace(reply, delay=delay + reply.delay)
         self._count_answer("0")
+        if endpoint == RECORD_QUERY:
+            return Reply(body=json_bytes(self._call_page(query, now)), delay=delay)
         hold = self._take_delay(query)
         if hold > 0 and not self._wait(hold):
             return Reply(drop=True)  # stopping
         return Reply(body=json_bytes(self._page(query, now, faults)), delay=delay)
+
+    def _call_page(self, query: Query, now: float) -> dict[str, Any]:
+        """One recordQuery page: the window's ended calls, oldest end first."""
+        found = self._calls(query.app_id, query.start_time, query.end_time, now)
+        size = self._server_page_size or query.size
+        first = (query.current - 1) * size
+        records = [query_record(c) for c in found[first : first + size]]
+        return page_payload(records, total=len(found), size=size, current=query.current)
 
     def _take_delay(self, query: Query) -> float:
         """The ``delay_page`` holds due for this request, used up; 0.0 if none."""
@@ -410,7 +520,7 @@ class Simulator:
             self._changes = [c for c in self._changes if c not in due]
         for change in due:
             self._change(entries, change.action, change.count)
-        if faults.churn_ratio <= 0 or not faults.applies_to(query.app_id):
+        if faults.churn_ratio <= 0 or not faults.applies_to(query.app_id, TASK_LIST):
             return
         if self._rng.random() >= faults.churn_ratio:
             return
@@ -439,11 +549,11 @@ class Simulator:
         entries.insert(0, added)
         return added
 
-    def _inject(self, app_id: str, faults: Faults) -> Fault | None:
+    def _inject(self, app_id: str, faults: Faults, endpoint: str) -> Fault | None:
         """Pick the fault for a valid request, if any, and count it exactly once."""
         with self._lock:
-            fault = self._pending_fault(app_id, faults)
-            if fault is None and faults.applies_to(app_id):
+            fault = self._pending_fault(app_id, faults, endpoint)
+            if fault is None and faults.applies_to(app_id, endpoint):
                 fault = configured_fault(faults, self._rng) or random_fault(faults, self._rng)
             if fault is not None:
                 kind = "http_status" if fault.kind == "http_5xx" else fault.kind
@@ -451,9 +561,9 @@ class Simulator:
                 self._fault_codes[fault.code] = self._fault_codes.get(fault.code, 0) + 1
         return fault
 
-    def _pending_fault(self, app_id: str, faults: Faults) -> Fault | None:
+    def _pending_fault(self, app_id: str, faults: Faults, endpoint: str) -> Fault | None:
         for index, pending in enumerate(self._pending):
-            if pending.app_id in (None, app_id):
+            if pending.app_id in (None, app_id) and pending.endpoint in (None, endpoint):
                 del self._pending[index]
                 return decide(
                     pending.kind,
@@ -465,7 +575,9 @@ class Simulator:
                 )
         return None
 
-    def _fault_reply(self, fault: Fault, query: Query, now: float, faults: Faults) -> Reply:
+    def _fault_reply(
+        self, fault: Fault, query: Query, now: float, faults: Faults, endpoint: str
+    ) -> Reply:
         """How the fault answers; built outside the lock (pages and bombs take time)."""
         kind = fault.kind
         if kind == "http_5xx":
@@ -487,11 +599,13 @@ class Simulator:
         if kind == "gzip_bomb":
             bomb = gzip_bomb(faults.gzip_bomb_bytes, EMPTY_PAGE)
             return Reply(body=bomb, headers=(("Content-Encoding", "gzip"),))
+        calls = endpoint == RECORD_QUERY
         if kind == "too_many_records":
-            return Reply(body=json_bytes(crowded_page(query, faults.too_many_records)))
-        page = self._page(query, now)
+            filler = filler_record if calls else None
+            return Reply(body=json_bytes(crowded_page(query, faults.too_many_records, filler)))
+        page = self._call_page(query, now) if calls else self._page(query, now)
         if kind == "poison":
-            return Reply(body=json_bytes(poisoned(page, fault.variant, now)))
+            return Reply(body=json_bytes(poisoned(page, fault.variant, now, calls=calls)))
         if kind == "drip":
             return dripped(json_bytes(page), faults.drip_interval_seconds)
         if kind == "oversize":

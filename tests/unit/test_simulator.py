@@ -39,22 +39,13 @@ from exporter.simulator import (
     gzip_bomb,
     odd_valid_records,
 )
+from tests.support.clock import FakeClock
 
 KEY = "bDqJFiq9"
 SECRET = "sim-test-secret"
 APPS = ("LILIN888", "OTHER01")
 ROOT = Path(__file__).resolve().parents[1]
 CREATE_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
-
-
-class FakeClock:
-    """A clock the test moves by hand; the simulator reads it for signatures and progress."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 MakeSim = Callable[..., Simulator]
