@@ -214,7 +214,10 @@ class MetricsServer:
             self._server.socket = context.wrap_socket(
                 self._server.socket, server_side=True, do_handshake_on_connect=False
             )
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # How often the accept loop looks for shutdown(): stopping waits for it at most this long.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.tls = context is not None
 
     @property
