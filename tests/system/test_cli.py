@@ -188,19 +188,31 @@ def test_open_fds_follow_idle_connections_without_a_poll(
     )
     exporter = start_exporter("--config.file", str(path))
     wait_until(lambda: requests.get(exporter.url + "/-/ready", timeout=5).status_code == 200)
-    before = scrape(exporter.url + "/metrics", headers=OPENMETRICS).text
+    open_fds = "process_open_fds"
+
+    def metrics() -> str:
+        return scrape(exporter.url + "/metrics", headers=OPENMETRICS).text
+
+    def fds(text: str) -> float:
+        return sample_values(text, open_fds, openmetrics=True)[()]
+
+    # Settled: the connections of the readiness checks are closed on the server's side too.
+    readings: list[str] = []
+    wait_until(lambda: readings.append(metrics()) or fds(readings[-1]) == fds(metrics()))
+    before = readings[-1]
     with ExitStack() as stack:
         host, port = exporter.address.rsplit(":", 1)
         for _ in range(IDLE_CONNECTIONS):
             stack.enter_context(socket.create_connection((host, int(port)), timeout=5))
-        # The server accepts in arrival order, so this scrape comes after all 30 are open.
-        after = scrape(exporter.url + "/metrics", headers=OPENMETRICS).text
+
+        def with_them_open() -> str:
+            text = metrics()
+            return text if fds(text) >= fds(before) + IDLE_CONNECTIONS else ""
+
+        after = wait_until(with_them_open)
     success = "aivoice_poll_last_success_timestamp_seconds"
     assert (
         api_samples(after.encode(), True)[(success, (("app_id", A),))]
         == api_samples(before.encode(), True)[(success, (("app_id", A),))]
     )
-    open_fds = "process_open_fds"
-    assert sample_values(after, open_fds, openmetrics=True)[()] >= (
-        sample_values(before, open_fds, openmetrics=True)[()] + IDLE_CONNECTIONS
-    )
+    assert fds(after) >= fds(before) + IDLE_CONNECTIONS
