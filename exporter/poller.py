@@ -159,7 +159,7 @@ class Poller:
         """Poll every app once, publishing each as it ends; return the whole result."""
         wiring = self._wiring
         wait([self._start(wiring, app) for app in wiring.clients])
-        return self._publish_snapshot()
+        return self._snapshot()  # Each app's end published it already.
 
     def _start(self, wiring: _Wiring, app_id: str) -> Future[None]:
         with self._lock:
@@ -195,19 +195,21 @@ class Poller:
             self._latest[app_id] = app
         self._publish_snapshot()
 
-    def _publish_snapshot(self) -> Snapshot:
+    def _publish_snapshot(self) -> None:
         """Publish every app's latest; serialised, so snapshots reach the renderer in order."""
         with self._publish_lock:
-            with self._lock:
-                order = list(self._states)
-                apps = tuple(self._latest[app] for app in order if app in self._latest)
-            snapshot = Snapshot(
-                apps=apps,
-                requests=self._recorder.snapshot(order),
-                ready=len(apps) == len(order),
-            )
-            self._publish(snapshot)
-        return snapshot
+            self._publish(self._snapshot())
+
+    def _snapshot(self) -> Snapshot:
+        """Every polled app's latest outcome, in config order, with the request counts."""
+        with self._lock:
+            order = list(self._states)
+            apps = tuple(self._latest[app] for app in order if app in self._latest)
+        return Snapshot(
+            apps=apps,
+            requests=self._recorder.snapshot(order),
+            ready=len(apps) == len(order),
+        )
 
     def _poll_app(self, wiring: _Wiring, app_id: str) -> AppSnapshot:
         poll = wiring.config.poll
