@@ -32,7 +32,7 @@ from exporter.server import WebSecurity
 from exporter.webconfig import load_web_config
 
 if TYPE_CHECKING:
-    pass
+    from exporter.simulator import Simulator
 
 log = logging.getLogger("exporter")
 
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.once:
             return _run_once(config)
-        return _serve(args, config, host, port, security)
+        return _serve(args, config, host, port, security, simulator)
     finally:
         if simulator is not None:
             simulator.stop()
@@ -151,6 +151,15 @@ def describe(config: Config) -> str:
         f"  every {poll.interval_seconds:g} s, {poll.concurrency} requests at once, "
         f"{config.api.max_requests_per_second:g} requests/s per account"
     )
+    if config.calls.enabled:
+        lines.append(
+            f"  call records (recordQuery) each poll, {config.calls.lookback_seconds:g} s back"
+        )
+    if config.push.enabled:
+        lines.append(
+            f"  push listener on {config.push.listen_address}: "
+            f"POST /push/call-record/{mask(config.push.token)}, costs in {config.push.currency}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -215,7 +224,12 @@ def _wait_for_shutdown(
 
 
 def _serve(
-    args: argparse.Namespace, config: Config, host: str, port: int, security: WebSecurity | None
+    args: argparse.Namespace,
+    config: Config,
+    host: str,
+    port: int,
+    security: WebSecurity | None,
+    simulator: Simulator | None = None,
 ) -> int:
     reloadable = None if args.demo else (lambda: load_config(args.config_file))
     daemon = Daemon(config, load_config=reloadable)
@@ -229,7 +243,7 @@ def _serve(
             enable_lifecycle=args.enable_lifecycle,
         )
     except OSError as err:
-        print(f"aivoice-exporter: cannot listen on {args.listen_address}: {err}", file=sys.stderr)
+        print(f"aivoice-exporter: cannot listen: {err}", file=sys.stderr)
         return 1
     scheme = "https" if daemon.tls else "http"
     log.info(
@@ -239,6 +253,10 @@ def _serve(
     if args.demo:
         shown = "127.0.0.1" if bound_host in ("0.0.0.0", "::") else bound_host
         print(f"Demo: metrics at {scheme}://{shown}:{bound_port}{args.telemetry_path}", flush=True)
+        if simulator is not None and daemon.push_address is not None and not daemon.tls:
+            from exporter.demo import connect_push
+
+            connect_push(simulator, config, daemon.push_address)
     _wait_for_shutdown(received, until=daemon.stop_event, on_hangup=daemon.reload)
     daemon.stop()
     return 1 if daemon.crashed else 0

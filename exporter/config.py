@@ -21,9 +21,14 @@ from typing import Any, TypeVar
 
 import yaml
 
+from exporter.listen import parse_listen_address
+
 DEFAULT_BASE_URL = "https://api.itniotech.com/aivoice"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+# The push token is a path segment of the URL entered in the console: URL-safe, unguessable.
+_TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
 
 T = TypeVar("T")
 
@@ -85,11 +90,40 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class CallsConfig:
+    """Polling recordQuery for call outcomes (the push is configured on its own)."""
+
+    enabled: bool = False
+    # A call is reported only when it ends: each window reaches this far back before the
+    # previous one's end, so a call that was still going at the last poll is still caught.
+    lookback_seconds: float = 900.0
+    per_task: bool = True
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    """The listener for the vendor's call-record push; off while `listen_address` is empty."""
+
+    listen_address: str = ""
+    token: str = field(default="", repr=False)
+    currency: str = "USD"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.listen_address)
+
+    def __repr__(self) -> str:
+        return f"PushConfig(listen_address={self.listen_address!r}, currency={self.currency!r})"
+
+
+@dataclass(frozen=True)
 class Config:
     accounts: tuple[Account, ...]
     api: ApiConfig = ApiConfig()
     poll: PollConfig = PollConfig()
     metrics: MetricsConfig = MetricsConfig()
+    calls: CallsConfig = CallsConfig()
+    push: PushConfig = PushConfig()
 
     @property
     def app_ids(self) -> tuple[str, ...]:
@@ -149,13 +183,15 @@ def read_yaml(path: str | os.PathLike[str], field: str, what: str) -> Any:
 
 def parse_config(data: Any, environ: Mapping[str, str]) -> Config:
     """Validate an already-parsed YAML document."""
-    root = mapping(data, "", {"api", "poll", "accounts", "metrics"})
+    root = mapping(data, "", {"api", "poll", "accounts", "metrics", "calls", "push"})
     accounts = _accounts(root.get("accounts"), environ)
     return Config(
         accounts=accounts,
         api=_api(root.get("api"), environ),
         poll=_poll(root.get("poll")),
         metrics=_metrics(root.get("metrics")),
+        calls=_calls(root.get("calls")),
+        push=_push(root.get("push"), environ),
     )
 
 
@@ -210,6 +246,44 @@ def _metrics(data: Any) -> MetricsConfig:
         per_task=_get(section, "metrics", "per_task", bool, True),
         per_task_statuses=tuple(statuses),
     )
+
+
+def _calls(data: Any) -> CallsConfig:
+    section = mapping(data, "calls", set(CallsConfig.__dataclass_fields__))
+    default = CallsConfig()
+    return CallsConfig(
+        enabled=_get(section, "calls", "enabled", bool, default.enabled),
+        # The longest calls last minutes; a day is far under any span the API could refuse.
+        lookback_seconds=_number(
+            section, "calls", "lookback_seconds", default.lookback_seconds, 60, 86400
+        ),
+        per_task=_get(section, "calls", "per_task", bool, default.per_task),
+    )
+
+
+def _push(data: Any, environ: Mapping[str, str]) -> PushConfig:
+    section = mapping(data, "push", {"listen_address", "token", "token_file", "currency"})
+    address = _get(section, "push", "listen_address", str, "")
+    currency = _get(section, "push", "currency", str, "USD")
+    if not _CURRENCY.fullmatch(currency):
+        raise ConfigError(
+            "push.currency", f"must be a three-letter code such as USD, got {currency!r}"
+        )
+    if not address:
+        if "token" in section or "token_file" in section:
+            raise ConfigError("push.listen_address", "missing: a push token needs a listener")
+        return PushConfig(currency=currency.upper())
+    try:
+        parse_listen_address(address)
+    except ValueError as err:
+        raise ConfigError("push.listen_address", str(err)) from None
+    token = _credential(section, "push", "token", environ)
+    if not _TOKEN.fullmatch(token):
+        raise ConfigError(
+            "push.token",
+            "must be 16 to 256 characters of A-Z, a-z, 0-9 and ._~- (it goes in the URL)",
+        )
+    return PushConfig(listen_address=address, token=token, currency=currency.upper())
 
 
 def _accounts(data: Any, environ: Mapping[str, str]) -> tuple[Account, ...]:

@@ -1,7 +1,8 @@
-"""Wires the pieces together: config -> poller -> snapshot -> render -> published bytes -> HTTP.
+"""Wires the pieces together: config -> poller -> snapshot -> render -> published bytes -> HTTP,
+and, for call outcomes, recordQuery reads and the push listener -> call ledger -> scrape.
 
-The daemon also owns what outlives one config: the request counters (so they survive a reload)
-and the outcome of the latest reload.
+The daemon also owns what outlives one config: the request counters and the call ledger (so
+they survive a reload), and the outcome of the latest reload.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import time
 from collections.abc import Callable
 from types import MappingProxyType
 
-from exporter.config import Config, ConfigError
+from exporter.calls import CallLedger
+from exporter.config import Config, ConfigError, PushConfig
+from exporter.listen import parse_listen_address
 from exporter.metrics import Exposition, ReloadStatus, Renderer
 from exporter.poller import Poller
+from exporter.push import PushServer
 from exporter.server import MetricsServer, Published, Routes, WebSecurity
 from exporter.snapshot import Snapshot
 from exporter.stats import RequestRecorder
@@ -32,14 +36,22 @@ class Daemon:
         self.stop_event = threading.Event()
         self._load_config = load_config
         self._lock = threading.Lock()
-        self._renderer = Renderer(config.metrics)
+        self.calls = CallLedger(config)
+        self._renderer = Renderer(config.metrics, self.calls.snapshot)
         self._reload_status = ReloadStatus(successful=True, success_seconds=time.time())
         self._last: Snapshot | None = None
         self.published = Published(self._render(Snapshot(apps=(), requests=MappingProxyType({}))))
         self.recorder = RequestRecorder()
         self.poller = Poller(
-            config, recorder=self.recorder, publish=self._publish, stop=self.stop_event
+            config,
+            recorder=self.recorder,
+            publish=self._publish,
+            stop=self.stop_event,
+            calls=self.calls,
         )
+        self._push_config = config.push
+        self._security: WebSecurity | None = None
+        self._push: PushServer | None = None
         self._server: MetricsServer | None = None
         self.crashed = False
         self._thread = threading.Thread(target=self._run_poller, name="poller", daemon=True)
@@ -53,14 +65,21 @@ class Daemon:
         security: WebSecurity | None = None,
         enable_lifecycle: bool = False,
     ) -> tuple[str, int]:
-        """Start the HTTP server and the poller; returns the address really bound."""
+        """Start the HTTP servers and the poller; returns the metrics address really bound."""
+        self._security = security
+        self._push = self._start_push(self._push_config)  # OSError names push.listen_address
         routes = Routes(
             telemetry_path=telemetry_path,
             published=self.published,
             security=security,
             reload=self.reload if enable_lifecycle else None,
         )
-        self._server = MetricsServer(host, port, routes)
+        try:
+            self._server = MetricsServer(host, port, routes)
+        except OSError as err:
+            if self._push is not None:
+                self._push.stop()
+            raise OSError(f"--web.listen-address {host}:{port}: {err.strerror or err}") from err
         self._server.start()
         self._thread.start()
         return self._server.address
@@ -68,6 +87,45 @@ class Daemon:
     @property
     def tls(self) -> bool:
         return self._server is not None and self._server.tls
+
+    @property
+    def push_address(self) -> tuple[str, int] | None:
+        """Where the push listener really listens, once serving; None when it is off."""
+        return None if self._push is None else self._push.address
+
+    def _start_push(self, push: PushConfig) -> PushServer | None:
+        """The push listener, with the web config's TLS (its basic auth cannot apply)."""
+        if not push.enabled:
+            return None
+        host, port = parse_listen_address(push.listen_address)
+        context = self._security.ssl_context() if self._security is not None else None
+        try:
+            server = PushServer(
+                host,
+                port,
+                push.token,
+                receive=self.calls.receive_push,
+                answered=self.calls.push_answered,
+                ssl_context=context,
+            )
+        except OSError as err:
+            raise OSError(
+                f"push.listen_address {push.listen_address}: {err.strerror or err}"
+            ) from err
+        server.start()
+        log.info("Push listener started", extra={"address": "{}:{}".format(*server.address)})
+        return server
+
+    def _restart_push(self, push: PushConfig) -> None:
+        """Apply a reloaded push config; raises OSError when the new address cannot be bound."""
+        if push == self._push_config or self._server is None:
+            self._push_config = push
+            return
+        if self._push is not None:
+            self._push.stop()
+            self._push = None
+        self._push_config = push
+        self._push = self._start_push(push)
 
     def poll_once(self) -> Snapshot:
         return self.poller.poll_once()
@@ -84,7 +142,15 @@ class Daemon:
                 self._reload_status = ReloadStatus(False, self._reload_status.success_seconds)
                 self._republish()
                 return False
-            self._renderer = Renderer(config.metrics)
+            try:
+                self._restart_push(config.push)
+            except OSError as err:
+                log.error(
+                    "Reload: the push listener cannot listen; it stays off until a reload that can",
+                    extra={"address": config.push.listen_address, "error": str(err)},
+                )
+            self.calls.configure(config)
+            self._renderer = Renderer(config.metrics, self.calls.snapshot)
             self._reload_status = ReloadStatus(True, time.time())
             self.poller.reconfigure(config)
             log.info("Config reloaded", extra={"apps": len(config.app_ids)})
@@ -97,6 +163,8 @@ class Daemon:
         self.poller.wake()
         if self._server is not None:
             self._server.stop()
+        if self._push is not None:
+            self._push.stop()
         self.poller.close()
 
     def _run_poller(self) -> None:

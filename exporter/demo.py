@@ -1,10 +1,15 @@
-"""`--demo`: the built-in simulator on a free loopback port, and a config aimed at it."""
+"""`--demo`: the built-in simulator on a free loopback port, and a config aimed at it.
+
+Call outcomes are on both ways: recordQuery is polled, and the simulator pushes each call to a
+push listener on a free loopback port (`connect_push` once the listener is up).
+"""
 
 from __future__ import annotations
 
 import logging
+import secrets
 
-from exporter.config import Account, ApiConfig, Config, PollConfig
+from exporter.config import Account, ApiConfig, CallsConfig, Config, PollConfig, PushConfig
 from exporter.simulator import Simulator
 
 log = logging.getLogger(__name__)
@@ -20,6 +25,17 @@ def start_demo() -> tuple[Simulator, Config]:
         accounts=(Account(_KEY, _SECRET, DEMO_APPS),),
         api=ApiConfig(base_url=simulator.base_url, max_requests_per_second=50),
         poll=PollConfig(interval_seconds=5, stale_after_seconds=60, timeout_seconds=10),
+        calls=CallsConfig(enabled=True),
+        push=PushConfig(listen_address="127.0.0.1:0", token=secrets.token_urlsafe(24)),
     )
     log.info("Demo simulator started", extra={"base_url": simulator.base_url})
     return simulator, config
+
+
+def connect_push(simulator: Simulator, config: Config, address: tuple[str, int]) -> None:
+    """Point the simulator's push at the exporter's push listener, now that it listens.
+
+    Over plain HTTP only: the simulator could not trust a `--web.config.file` certificate.
+    """
+    host, port = address
+    simulator.start_push(f"http://{host}:{port}/push/call-record/{config.push.token}")

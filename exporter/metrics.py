@@ -20,7 +20,7 @@ from __future__ import annotations
 import platform
 import threading
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -29,6 +29,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
+from exporter.calls import TALK_BUCKETS, AppCalls, CallsSnapshot
 from exporter.config import MetricsConfig
 from exporter.snapshot import KNOWN_STATUSES, AppSnapshot, RequestStats, Snapshot, Task
 from exporter.stats import DURATION_BOUNDS
@@ -43,6 +44,7 @@ GZIP_LEVEL = 1
 GZIP_WBITS = 31  # zlib's gzip wrapper: a header, raw deflate, CRC32 and length.
 OPENMETRICS_EOF = b"# EOF\n"
 _BUCKET_BOUNDS = (*(repr(float(bound)) for bound in DURATION_BOUNDS), "+Inf")
+_TALK_BOUNDS = (*(repr(float(bound)) for bound in TALK_BUCKETS), "+Inf")
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,52 @@ POLL_READS = Family(
     "Reads of the app's task list by outcome: consistent, reread or inconsistent" + CACHED,
 )
 REQUEST_FAMILIES = (API_REQUESTS, API_ERRORS, API_DURATION, POLL_READS)
+# Rendered per app from its AppCalls at every scrape that finds them changed, in this order.
+CALLS_UP = Family(
+    "aivoice_calls_up", "gauge", "1 if the app's latest read of its call records succeeded, else 0"
+)
+CALL_RESULTS = Family(
+    "aivoice_call_results", "counter", "Calls by how they ended (resultStatus), each counted once"
+)
+CALL_TALK = Family(
+    "aivoice_call_talk_duration_seconds",
+    "histogram",
+    "Talk time of answered calls (chatDuration)",
+)
+CALL_BILLED = Family(
+    "aivoice_call_billed_seconds",
+    "counter",
+    "Billed call time (recordQuery chargedDuration, push billingTime)",
+)
+CALL_COST = Family(
+    "aivoice_call_cost", "counter", "What the calls cost (the push's pay), in push.currency"
+)
+CALL_HANGUPS = Family("aivoice_call_hangups", "counter", "Calls by who hung up (hangupBy)")
+CALL_INTENTS = Family(
+    "aivoice_call_intents", "counter", "Calls by intent tag (intentLevelDetailName)"
+)
+TASK_CALL_RESULTS = Family(
+    "aivoice_task_call_results", "counter", "The task's calls by how they ended (resultStatus)"
+)
+CALL_RECORDS = Family(
+    "aivoice_call_records",
+    "counter",
+    "Call records received, by source (poll, push) and outcome (counted, duplicate, rejected)",
+)
+CALL_FAMILIES = (
+    CALLS_UP,
+    CALL_RESULTS,
+    CALL_TALK,
+    CALL_BILLED,
+    CALL_COST,
+    CALL_HANGUPS,
+    CALL_INTENTS,
+    TASK_CALL_RESULTS,
+    CALL_RECORDS,
+)
+PUSH_REQUESTS = Family(
+    "aivoice_push_requests", "counter", "Requests to the push listener by the HTTP status answered"
+)
 
 # One family's sample lines, as UTF-8 pieces sent one after the other (see _task_lines).
 Lines = tuple[bytes, ...]
@@ -350,24 +398,147 @@ def render_build_info() -> Lines:
     return _encode([f"aivoice_exporter_build_info{{{labels}}} 1.0\n"])
 
 
-class LiveMetrics:
-    """The process's own metrics, collected at every scrape: CPU, memory, file descriptors, GC.
+def render_calls(calls: AppCalls) -> Fragments:
+    """One app's lines for each of CALL_FAMILIES.
 
-    client_python's collectors render them, on a registry of their own (no global registry).
+    # TYPE aivoice_calls_up gauge
+    aivoice_calls_up{app_id="LILIN888"} 1.0
+    # TYPE aivoice_call_results_total counter
+    aivoice_call_results_total{app_id="LILIN888",result="ANSWERED"} 412.0
+    # TYPE aivoice_call_talk_duration_seconds histogram
+    aivoice_call_talk_duration_seconds_bucket{app_id="LILIN888",le="5.0"} 3.0
+    # TYPE aivoice_call_cost_total counter
+    aivoice_call_cost_total{app_id="LILIN888",currency="USD"} 20.55
+    # TYPE aivoice_task_call_results_total counter
+    aivoice_task_call_results_total{app_id="LILIN888",job_id="20",result="BUSY"} 7.0
+    # TYPE aivoice_call_records_total counter
+    aivoice_call_records_total{app_id="LILIN888",outcome="counted",source="push"} 430.0
+    """
+    app_label = f'app_id="{escape(calls.app_id)}"'
+    up = (
+        []
+        if calls.up is None
+        else [f"aivoice_calls_up{{{app_label}}} {1.0 if calls.up else 0.0}\n"]
+    )
+    talk = []
+    name = "aivoice_call_talk_duration_seconds"
+    for bound, count in zip(_TALK_BOUNDS, calls.talk_buckets, strict=True):
+        talk.append(f'{name}_bucket{{{app_label},le="{bound}"}} {value_text(count)}\n')
+    talk.append(f"{name}_count{{{app_label}}} {value_text(calls.talk_buckets[-1])}\n")
+    talk.append(f"{name}_sum{{{app_label}}} {value_text(calls.talk_sum)}\n")
+    billed = (
+        f"aivoice_call_billed_seconds_total{{{app_label}}} {value_text(calls.billed_seconds)}\n"
+    )
+    tasks = [
+        f'aivoice_task_call_results_total{{{app_label},job_id="{escape(job_id)}",'
+        f'result="{escape(result)}"}} {value_text(count)}\n'
+        for job_id, counts in calls.task_results.items()
+        for result, count in sorted(counts.items())
+    ]
+    return (
+        _encode(up),
+        _labelled("aivoice_call_results_total", app_label, "result", calls.results),
+        _encode(talk),
+        _encode([billed]),
+        _labelled("aivoice_call_cost_total", app_label, "currency", calls.cost),
+        _labelled("aivoice_call_hangups_total", app_label, "hangup_by", calls.hangups),
+        _labelled("aivoice_call_intents_total", app_label, "intent", calls.intents),
+        _encode(tasks),
+        _record_lines(app_label, calls.records),
+    )
+
+
+def _labelled(name: str, app_label: str, label: str, counts: Mapping[str, float]) -> Lines:
+    return _encode(
+        f'{name}{{{app_label},{label}="{escape(value)}"}} {value_text(count)}\n'
+        for value, count in sorted(counts.items())
+    )
+
+
+def _record_lines(app_label: str, records: Mapping[tuple[str, str], int]) -> Lines:
+    """Records by source and outcome; `app_label` is empty for records of no configured app."""
+    prefix = f"{app_label}," if app_label else ""
+    return _encode(
+        f'aivoice_call_records_total{{{prefix}outcome="{outcome}",source="{source}"}} '
+        f"{value_text(count)}\n"
+        for (source, outcome), count in sorted(records.items())
+    )
+
+
+def render_push_requests(codes: Mapping[str, int]) -> Lines:
+    """aivoice_push_requests_total{code="404"} 2.0"""
+    return _encode(
+        f'aivoice_push_requests_total{{code="{escape(code)}"}} {value_text(count)}\n'
+        for code, count in sorted(codes.items())
+    )
+
+
+class CallMetrics:
+    """The call families, rendered from the ledger's snapshot when a scrape finds it changed.
+
+    Pushes arrive between polls, so these are not part of the cached exposition; each app's
+    lines are kept with the `AppCalls` they came from (compared by identity), so a push to one
+    app re-renders that app only.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, source: Callable[[], CallsSnapshot]) -> None:
+        self._source = source
+        self._lock = threading.Lock()
+        self._apps: dict[str, tuple[AppCalls, Fragments]] = {}
+        self._rendered: tuple[CallsSnapshot, Sequence[Section]] | None = None
+
+    def render(self, openmetrics: bool) -> bytes:
+        return b"".join(
+            part
+            for family, lines in self._sections()
+            if lines
+            for part in (family.header(openmetrics), *lines)
+        )
+
+    def _sections(self) -> Sequence[Section]:
+        snapshot = self._source()
+        with self._lock:
+            if self._rendered is not None and self._rendered[0] is snapshot:
+                return self._rendered[1]
+            self._apps = {calls.app_id: (calls, self._fragments(calls)) for calls in snapshot.apps}
+            per_app = [fragments for _, fragments in self._apps.values()]
+            sections = _by_family(CALL_FAMILIES, per_app)
+            if snapshot.unattributed:
+                family, lines = sections[-1]
+                sections[-1] = (family, lines + _record_lines("", snapshot.unattributed))
+            if snapshot.push_requests is not None:
+                sections.append((PUSH_REQUESTS, render_push_requests(snapshot.push_requests)))
+            self._rendered = (snapshot, sections)
+            return sections
+
+    def _fragments(self, calls: AppCalls) -> Fragments:
+        kept = self._apps.get(calls.app_id)
+        if kept is not None and kept[0] is calls:
+            return kept[1]
+        return render_calls(calls)
+
+
+class LiveMetrics:
+    """What is collected at every scrape: the call families (when a ledger is given) and the
+    process's own metrics: CPU, memory, file descriptors, GC.
+
+    client_python's collectors render the latter, on a registry of their own (no global one).
+    """
+
+    def __init__(self, calls: CallMetrics | None = None) -> None:
+        self._calls = calls
         self._registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._registry)
         PlatformCollector(registry=self._registry)
         GCCollector(registry=self._registry)
 
     def render(self, openmetrics: bool) -> bytes:
+        calls = self._calls.render(openmetrics) if self._calls is not None else b""
         if openmetrics:  # Without its `# EOF`: the exposition puts that at the very end.
             text: bytes = generate_openmetrics(self._registry)
-            return text.removesuffix(OPENMETRICS_EOF)
+            return calls + text.removesuffix(OPENMETRICS_EOF)
         plain: bytes = generate_latest(self._registry)
-        return plain
+        return calls + plain
 
 
 Section = tuple[Family, Lines]  # A family and all its sample lines.
@@ -441,13 +612,15 @@ class Renderer:
     kept, so an app removed by a reload takes its lines with it. Calls are serialised.
     """
 
-    def __init__(self, settings: MetricsConfig) -> None:
+    def __init__(
+        self, settings: MetricsConfig, calls: Callable[[], CallsSnapshot] | None = None
+    ) -> None:
         self._settings = settings
         self._lock = threading.Lock()
         self._apps: dict[str, tuple[AppSnapshot, Fragments]] = {}
         self._requests: dict[str, tuple[RequestStats, Fragments]] = {}
         self._build_info = render_build_info()
-        self._live = LiveMetrics()
+        self._live = LiveMetrics(CallMetrics(calls) if calls is not None else None)
 
     def render(self, snapshot: Snapshot, reload: ReloadStatus) -> Exposition:
         with self._lock:

@@ -5,6 +5,10 @@ failing app keeps serving its last good tasks (marked `up 0`) until `poll.stale_
 A whole app poll is bounded by `poll.timeout_seconds`. A failure is logged once when it starts
 or changes, with what the code means; repeats go to the debug log, and the recovery is logged.
 
+With `calls.enabled`, each app's poll then reads its call records (recordQuery) into the
+`CallLedger`, in the window the ledger asks for. That read has its own deadline and its own
+outcome (`aivoice_calls_up`): it never touches the app's task data or `aivoice_up`.
+
 Threads: one scheduler (the caller of `run()`), `poll.concurrency` threads that each carry one
 app's poll from start to publish, and `poll.concurrency` threads that send the requests, in
 turns between apps (see `workers`). Nothing grows with the number of apps or pages.
@@ -20,11 +24,12 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
+from exporter.calls import CallLedger
 from exporter.client import ApiClient, Stopped, TaskRead
 from exporter.codes import INVALID_RESPONSE, PollError, explain
 from exporter.config import Config
 from exporter.snapshot import AppSnapshot, Snapshot, Task
-from exporter.stats import RequestRecorder
+from exporter.stats import RECORD_QUERY, TASK_LIST, RequestRecorder
 from exporter.transport import Transport
 from exporter.workers import WorkerPool
 
@@ -40,6 +45,7 @@ class _AppState:
     last_error: str | None = None
     read_problem: str = ""
     truncated: bool = False
+    calls_error: str | None = None
 
 
 class _Wiring:
@@ -96,9 +102,11 @@ class Poller:
         recorder: RequestRecorder,
         publish: Callable[[Snapshot], None],
         stop: threading.Event,
+        calls: CallLedger | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._recorder = recorder
+        self._calls = calls
         self._publish = publish
         self._stop = stop
         self._clock = clock
@@ -113,7 +121,7 @@ class Poller:
 
     def _configure(self, config: Config) -> _Wiring:
         wiring = _Wiring(config, self._recorder, self._stop, self._clock)
-        self._recorder.track(wiring.clients)
+        self._recorder.track(wiring.clients, _endpoints(config))
         with self._lock:
             self._states = {app: self._states.get(app, _AppState()) for app in wiring.clients}
             self._latest = {a: s for a, s in self._latest.items() if a in wiring.clients}
@@ -194,6 +202,9 @@ class Poller:
                 return  # Removed by a reload while it was being polled.
             self._latest[app_id] = app
         self._publish_snapshot()
+        if self._calls is not None and wiring.config.calls.enabled:
+            self._poll_calls(wiring, app_id, self._calls)
+            self._publish_snapshot()  # The recordQuery request counts.
 
     def _publish_snapshot(self) -> None:
         """Publish every app's latest; serialised, so snapshots reach the renderer in order."""
@@ -233,6 +244,9 @@ class Poller:
         with self._lock:
             if app_id in self._states:
                 self._states[app_id] = state
+        if self._calls is not None:
+            served = None if state.tasks is None else {task.job_id for task in state.tasks}
+            self._calls.keep_tasks(app_id, served)
         return AppSnapshot(
             app_id=app_id,
             up=up,
@@ -240,6 +254,50 @@ class Poller:
             poll_duration_seconds=time.perf_counter() - started,
             last_success_seconds=state.last_success_seconds,
         )
+
+    def _poll_calls(self, wiring: _Wiring, app_id: str, ledger: CallLedger) -> None:
+        """Read the app's call records into the ledger; a failure is the calls' alone."""
+        deadline = time.monotonic() + wiring.config.poll.timeout_seconds
+        start, end = ledger.window(app_id)
+        try:
+            read = wiring.clients[app_id].read_calls(app_id, start, end, deadline)
+        except Stopped:
+            raise
+        except PollError as err:
+            ledger.read_failed(app_id)
+            self._calls_failed(app_id, err)
+            return
+        except Exception as err:  # A bug must cost this read, never the daemon or the tasks.
+            log.exception("Call-record read crashed", extra={"app_id": app_id})
+            ledger.read_failed(app_id)
+            self._calls_failed(
+                app_id, PollError(INVALID_RESPONSE, f"unexpected {type(err).__name__}")
+            )
+            return
+        if read.truncated:
+            log.warning(
+                "The call-record window has more pages than the exporter reads; the rest is "
+                "read by the next windows",
+                extra={"app_id": app_id, "calls": len(read.records)},
+            )
+        ledger.read_succeeded(app_id, end, read.records, read.rejected)
+        with self._lock:
+            state = self._states.get(app_id)
+            if state is not None and state.calls_error is not None:
+                log.info("Call-record reads recovered", extra={"app_id": app_id})
+                self._states[app_id] = replace(state, calls_error=None)
+
+    def _calls_failed(self, app_id: str, err: PollError) -> None:
+        with self._lock:
+            state = self._states.get(app_id)
+            if state is None:
+                return
+            previous, self._states[app_id] = state.calls_error, replace(state, calls_error=err.code)
+        fields = {"app_id": app_id, "code": err.code, "explanation": explain(err.code)}
+        if err.detail:
+            fields["detail"] = err.detail
+        level = logging.DEBUG if err.code == previous else logging.WARNING
+        log.log(level, "Call-record read failed; task data is not affected", extra=fields)
 
     def _succeeded(self, app_id: str, previous: _AppState, read: TaskRead) -> _AppState:
         if previous.last_error is not None:
@@ -261,6 +319,7 @@ class Poller:
             last_success_seconds=self._clock(),
             read_problem=read.problem,
             truncated=read.truncated,
+            calls_error=previous.calls_error,
         )
 
     def _failed(
@@ -283,3 +342,8 @@ class Poller:
 
     def close(self) -> None:
         self._wiring.close()
+
+
+def _endpoints(config: Config) -> tuple[str, ...]:
+    """The endpoints whose request counters start at zero for every app."""
+    return (TASK_LIST, RECORD_QUERY) if config.calls.enabled else (TASK_LIST,)

@@ -165,15 +165,29 @@ class Simulator:
         self._record_queries = 0
         self._pusher: Pusher | None = None
         self._push_cursor = 0.0  # simulated time up to which ended calls were pushed
+        # PushSettings' fields after the URL, in order.
+        self._push_options = (
+            push_max_attempts,
+            push_retry_delay,
+            push_duplicate_ratio,
+            push_queue_size,
+        )
         if push_url is not None:
-            settings = PushSettings(
-                url=push_url,
-                max_attempts=push_max_attempts,
-                retry_delay=push_retry_delay,
-                duplicate_ratio=push_duplicate_ratio,
-                queue_size=push_queue_size,
-            )
-            self._pusher = Pusher(settings, self._ended_calls, seed)
+            self._pusher = self._new_pusher(push_url)
+
+    def _new_pusher(self, url: str) -> Pusher:
+        settings = PushSettings(url, *self._push_options)
+        return Pusher(settings, self._ended_calls, self._seed)
+
+    def start_push(self, url: str) -> None:
+        """Push each call that ends from now on to ``url`` (for a receiver that starts after
+        the simulator, such as ``--demo``'s); without effect if the push is already on."""
+        with self._lock:
+            if self._pusher is not None or self._server is None or self._stopping.is_set():
+                return
+            self._pusher = self._new_pusher(url)
+            self._push_cursor = self._elapsed(self._clock())
+        self._pusher.start()
 
     # ---- lifecycle
 

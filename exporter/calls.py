@@ -1,0 +1,424 @@
+"""Call outcomes: every call counted once, whichever source brings it and however often.
+
+Two sources feed one `CallLedger`: the poller's recordQuery reads and the push listener. They
+overlap on purpose: each recordQuery window reaches `calls.lookback_seconds` back before the
+previous one's end (a call is reported only once it has ended), the vendor's push retries what
+was not answered, and a call can come both ways. The ledger remembers each `callId` it has seen
+until no window can bring it again, and counts a call the first time only. The push is the only
+source of a call's cost, so a push for a call the poll counted adds its cost and nothing else.
+
+The first recordQuery read of an app (after start-up, or after a reload adds it) only
+remembers what it sees: those calls may have been counted by the exporter's previous run.
+
+Memory is bounded: remembered ids are forgotten by age, and at most `MAX_REMEMBERED_CALLS` per
+app; every label value a record brings is bounded per app. Nothing personal is ever here: a
+`CallRecord` holds only what the metrics need (see exporter.records).
+
+Scrapes read `snapshot()`, an immutable copy rebuilt only for the apps that changed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from exporter.config import Config
+from exporter.records import CallRecord, RecordError, parse_push
+from exporter.wire import MAX_DETAIL_CHARS, clean_text
+
+log = logging.getLogger(__name__)
+
+# The documented `resultStatus` values (docs/api.md): each starts at 0 on every app.
+RESULT_STATUSES = (
+    "ANSWERED",
+    "TRANSFER_ARTIFICIAL",
+    "NO_ANSWER",
+    "BUSY",
+    "POWER_OFF",
+    "OUT_OF_SERVICE",
+    "REFUSED",
+    "VACANT_NUMBER",
+    "CAN_NOT_CONNECT",
+    "CALL_LOSS",
+    "FROM_PHONE_ERROR",
+    "SYSTEM_ERROR",
+)
+ANSWERED = frozenset({"ANSWERED", "TRANSFER_ARTIFICIAL"})
+TALK_BUCKETS = (5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0)
+
+POLL, PUSH = "poll", "push"
+COUNTED, DUPLICATE, REJECTED = "counted", "duplicate", "rejected"
+OUTCOMES = (COUNTED, DUPLICATE, REJECTED)
+OTHER = "other"
+NO_INTENT = "none"
+
+# Values beyond the documented results, hang-up parties and intents that keep their own series,
+# per app; later ones count as OTHER.
+MAX_EXTRA_RESULTS = 20
+MAX_HANGUPS = 20
+MAX_INTENTS = 50
+# Ids remembered per app: at a few hundred bytes each, about 60 MB at the most. A full ledger
+# forgets its oldest early (logged), which can count a late duplicate twice but never grows.
+MAX_REMEMBERED_CALLS = 250_000
+MAX_TASKS_WITH_CALLS = 100_000  # Tasks per app with their own aivoice_task_call_results_total.
+# The vendor's clock and ours may disagree: keep ids this much longer than the windows need.
+CLOCK_SLACK_SECONDS = 300.0
+# The longest window read after an outage; the API publishes no limit, so stay far under the
+# 31 days its sister endpoints allow.
+MAX_WINDOW_SECONDS = 86400.0
+# HTTP statuses the push listener answers, each at 0 from the start; others are bounded.
+PUSH_CODES = ("200", "400", "404", "413")
+MAX_PUSH_CODES = 20
+
+# Whether a remembered call has been counted, and whether its cost has.
+_SEEN = 0
+_COST = 1
+
+
+@dataclass(frozen=True)
+class AppCalls:
+    """One app's call counters since the exporter started (or the app was added)."""
+
+    app_id: str
+    up: bool | None  # The latest recordQuery read succeeded; None when it is not polled.
+    results: Mapping[str, int]
+    talk_buckets: tuple[int, ...]  # Cumulative, one per TALK_BUCKETS bound and +Inf.
+    talk_sum: float
+    billed_seconds: float
+    cost: Mapping[str, float]  # By currency; empty when the push is off.
+    hangups: Mapping[str, int]
+    intents: Mapping[str, int]
+    task_results: Mapping[str, Mapping[str, int]]  # job_id -> result -> calls
+    records: Mapping[tuple[str, str], int]  # (source, outcome) -> records
+
+
+@dataclass(frozen=True)
+class CallsSnapshot:
+    """Every app's call counters, and what the push listener answered (None when it is off).
+
+    `unattributed` counts push records that belong to no configured app, by (source, outcome).
+    """
+
+    apps: tuple[AppCalls, ...] = ()
+    unattributed: Mapping[tuple[str, str], int] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    push_requests: Mapping[str, int] | None = None
+
+
+class _AppLedger:
+    """One app's remembered calls and counters; guarded by the ledger's lock."""
+
+    def __init__(self, app_id: str, sources: Iterable[str], currency: str | None) -> None:
+        self.app_id = app_id
+        self.seen: dict[str, int] = {}
+        self.order: deque[tuple[float, str]] = deque()  # (when first seen, callId), oldest first
+        self.primed = False
+        self.up: bool | None = None
+        self.covered_until: float | None = None  # End of the latest window read whole.
+        self.results = dict.fromkeys(RESULT_STATUSES, 0)
+        self.talk = [0] * (len(TALK_BUCKETS) + 1)
+        self.talk_sum = 0.0
+        self.billed = 0.0
+        self.cost: dict[str, float] = {} if currency is None else {currency: 0.0}
+        self.hangups: dict[str, int] = {}
+        self.intents: dict[str, int] = {}
+        self.tasks: dict[str, dict[str, int]] = {}
+        self.records = {(source, outcome): 0 for source in sources for outcome in OUTCOMES}
+        self.frozen: AppCalls | None = None
+
+    def remember(self, call_id: str, now: float) -> None:
+        self.seen[call_id] = _SEEN
+        self.order.append((now, call_id))
+
+    def forget_before(self, horizon: float) -> None:
+        while self.order and self.order[0][0] < horizon:
+            self.seen.pop(self.order.popleft()[1], None)
+
+    def count_record(self, source: str, outcome: str) -> None:
+        key = (source, outcome)
+        self.records[key] = self.records.get(key, 0) + 1
+
+    def freeze(self) -> AppCalls:
+        if self.frozen is None:
+            cumulative, running = [], 0
+            for count in self.talk:
+                running += count
+                cumulative.append(running)
+            self.frozen = AppCalls(
+                app_id=self.app_id,
+                up=self.up,
+                results=MappingProxyType(dict(self.results)),
+                talk_buckets=tuple(cumulative),
+                talk_sum=self.talk_sum,
+                billed_seconds=self.billed,
+                cost=MappingProxyType(dict(self.cost)),
+                hangups=MappingProxyType(dict(self.hangups)),
+                intents=MappingProxyType(dict(self.intents)),
+                task_results=MappingProxyType(
+                    {job: MappingProxyType(dict(counts)) for job, counts in self.tasks.items()}
+                ),
+                records=MappingProxyType(dict(self.records)),
+            )
+        return self.frozen
+
+
+class CallLedger:
+    """Counts each call once across both sources, for the apps of the current config.
+
+    `configure` takes a config (at start and on reload): kept apps keep their counters and
+    remembered calls, added apps start at zero and unprimed, removed apps are dropped.
+    """
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._apps: dict[str, _AppLedger] = {}
+        self._unattributed: dict[tuple[str, str], int] = {}
+        self._push_codes: dict[str, int] = {}
+        self._logged: set[tuple[str, str]] = set()  # (source, kind) already explained
+        self._frozen: CallsSnapshot | None = None
+        self.configure(config)
+
+    def configure(self, config: Config) -> None:
+        calls, push = config.calls, config.push
+        sources = [source for source, on in ((POLL, calls.enabled), (PUSH, push.enabled)) if on]
+        currency = push.currency if push.enabled else None
+        with self._lock:
+            self._lookback = calls.lookback_seconds
+            self._polled = calls.enabled
+            self._per_task = calls.per_task
+            self._sources = tuple(sources)
+            self._push = push.enabled
+            kept = {}
+            for app_id in config.app_ids if sources else ():
+                app = self._apps.get(app_id) or _AppLedger(app_id, sources, currency)
+                app.records = {**dict.fromkeys(_keys(sources), 0), **app.records}
+                if currency is not None:
+                    app.cost.setdefault(currency, 0.0)
+                if not self._polled:
+                    app.up = None
+                if not self._per_task:
+                    app.tasks.clear()
+                app.frozen = None
+                kept[app_id] = app
+            self._apps = kept
+            if self._push:
+                for code in PUSH_CODES:
+                    self._push_codes.setdefault(code, 0)
+            self._frozen = None
+
+    # ---- recordQuery, for the poller
+
+    def window(self, app_id: str) -> tuple[float, float]:
+        """The next read's [start, end] in Unix seconds: from `lookback` before the end of the
+        last window read whole (or before now), to now, at most MAX_WINDOW_SECONDS long."""
+        now = self._clock()
+        with self._lock:
+            app = self._apps.get(app_id)
+            covered = now if app is None or app.covered_until is None else app.covered_until
+        start = min(covered, now) - self._lookback
+        if start < now - MAX_WINDOW_SECONDS:
+            log.warning(
+                "Call records older than the longest window are not read: calls that ended "
+                "while recordQuery failed may be missing",
+                extra={"app_id": app_id, "unread_seconds": round(now - MAX_WINDOW_SECONDS - start)},
+            )
+            start = now - MAX_WINDOW_SECONDS
+        return float(int(start)), float(int(now))
+
+    def read_succeeded(
+        self, app_id: str, end: float, records: Sequence[CallRecord], rejected: Iterable[str] = ()
+    ) -> None:
+        """Count a read's calls, or, on the app's first read, only remember them.
+
+        `end` is the end of the window read: the next window starts `lookback` before it.
+        """
+        for kind in rejected:
+            self.reject(POLL, app_id, kind)
+        with self._lock:
+            app = self._apps.get(app_id)
+            if app is None:
+                return  # Removed by a reload while it was read.
+            now = self._clock()
+            if not app.primed:
+                for record in records:
+                    if record.call_id not in app.seen:
+                        app.remember(record.call_id, now)
+                        app.seen[record.call_id] = _SEEN | _COST
+                    app.count_record(POLL, DUPLICATE)
+                app.primed = True
+                log.info(
+                    "Remembered the calls of the first call-record read; calls are counted "
+                    "from the next read on",
+                    extra={"app_id": app_id, "calls": len(records)},
+                )
+            else:
+                for record in records:
+                    self._count(app, POLL, record, now)
+            app.up = True
+            app.covered_until = end
+            self._forget(app, now)
+            self._changed(app)
+
+    def read_failed(self, app_id: str) -> None:
+        with self._lock:
+            app = self._apps.get(app_id)
+            if app is not None and app.up is not False:
+                app.up = False
+                self._changed(app)
+
+    # ---- the push, for the push listener
+
+    def receive_push(self, body: bytes) -> int:
+        """The HTTP status to answer a pushed body with: 200 unless it cannot be read at all."""
+        try:
+            record = parse_push(body)
+        except RecordError as err:
+            self.reject(PUSH, None, err.kind)
+            return 400
+        with self._lock:
+            app = self._apps.get(record.app_id) if PUSH in self._sources else None
+            if app is not None:
+                now = self._clock()
+                self._count(app, PUSH, record, now)
+                self._forget(app, now)
+                self._changed(app)
+                return 200
+        self.reject(PUSH, None, "a record for an app not in the config", record.app_id)
+        return 200
+
+    def push_answered(self, status: int) -> None:
+        code = str(status)
+        with self._lock:
+            if code not in self._push_codes and len(self._push_codes) >= MAX_PUSH_CODES:
+                code = OTHER
+            self._push_codes[code] = self._push_codes.get(code, 0) + 1
+            self._frozen = None
+
+    # ---- both
+
+    def reject(self, source: str, app_id: str | None, kind: str, shown: str = "") -> None:
+        """Count an unreadable record; explain each kind once (never with the record's data)."""
+        with self._lock:
+            app = self._apps.get(app_id) if app_id is not None else None
+            if app is not None:
+                app.count_record(source, REJECTED)
+                self._changed(app)
+            else:
+                key = (source, REJECTED)
+                self._unattributed[key] = self._unattributed.get(key, 0) + 1
+                self._frozen = None
+            first = (source, kind) not in self._logged
+            self._logged.add((source, kind))
+        if first:
+            fields = {"source": source, "problem": kind}
+            if app_id is not None:
+                fields["app_id"] = app_id
+            if shown:
+                fields["detail"] = clean_text(shown, MAX_DETAIL_CHARS)
+            log.warning(
+                "Call record rejected; later ones like it are counted, not logged", extra=fields
+            )
+
+    def keep_tasks(self, app_id: str, job_ids: Collection[str] | None) -> None:
+        """Drop the per-task counters of tasks no longer served (None: none are)."""
+        with self._lock:
+            app = self._apps.get(app_id)
+            if app is None or not app.tasks:
+                return
+            gone = [job for job in app.tasks if job_ids is None or job not in job_ids]
+            for job in gone:
+                del app.tasks[job]
+            if gone:
+                self._changed(app)
+
+    def snapshot(self) -> CallsSnapshot:
+        with self._lock:
+            if self._frozen is None:
+                self._frozen = CallsSnapshot(
+                    apps=tuple(app.freeze() for app in self._apps.values()),
+                    unattributed=MappingProxyType(dict(self._unattributed)),
+                    push_requests=MappingProxyType(dict(self._push_codes)) if self._push else None,
+                )
+            return self._frozen
+
+    # ---- inside the lock
+
+    def _count(self, app: _AppLedger, source: str, record: CallRecord, now: float) -> None:
+        flags = app.seen.get(record.call_id)
+        if flags is None:
+            app.remember(record.call_id, now)
+            self._add_call(app, record)
+            if record.cost is not None:
+                self._add_cost(app, record.cost)
+                app.seen[record.call_id] = _SEEN | _COST
+            app.count_record(source, COUNTED)
+            return
+        if record.cost is not None and not flags & _COST:
+            self._add_cost(app, record.cost)
+            app.seen[record.call_id] = flags | _COST
+        app.count_record(source, DUPLICATE)
+
+    def _add_call(self, app: _AppLedger, record: CallRecord) -> None:
+        result = _bounded(
+            app.results, record.result or OTHER, len(RESULT_STATUSES) + MAX_EXTRA_RESULTS
+        )
+        app.results[result] = app.results.get(result, 0) + 1
+        if record.result in ANSWERED:
+            app.talk[bisect.bisect_left(TALK_BUCKETS, record.talk_seconds)] += 1
+            app.talk_sum += record.talk_seconds
+        app.billed += record.billed_seconds
+        if record.hangup_by:
+            hangup = _bounded(app.hangups, record.hangup_by, MAX_HANGUPS)
+            app.hangups[hangup] = app.hangups.get(hangup, 0) + 1
+        intent = _bounded(app.intents, record.intent or NO_INTENT, MAX_INTENTS)
+        app.intents[intent] = app.intents.get(intent, 0) + 1
+        if self._per_task and record.job_id:
+            counts = app.tasks.get(record.job_id)
+            if counts is None and len(app.tasks) < MAX_TASKS_WITH_CALLS:
+                counts = app.tasks[record.job_id] = {}
+            if counts is not None:
+                counts[result] = counts.get(result, 0) + 1
+
+    def _add_cost(self, app: _AppLedger, cost: float) -> None:
+        for currency in app.cost:  # One currency: push.currency.
+            app.cost[currency] += cost
+
+    def _forget(self, app: _AppLedger, now: float) -> None:
+        """Forget the ids no future window can bring again, and the oldest past the cap.
+
+        An id is first seen after its call ended, so one seen before the next window's start
+        belongs to a call that started before it too.
+        """
+        covered = now if app.covered_until is None or not self._polled else app.covered_until
+        app.forget_before(min(covered, now) - self._lookback - CLOCK_SLACK_SECONDS)
+        if len(app.seen) > MAX_REMEMBERED_CALLS:
+            while len(app.seen) > MAX_REMEMBERED_CALLS:
+                app.seen.pop(app.order.popleft()[1], None)
+            if (app.app_id, "full") not in self._logged:
+                self._logged.add((app.app_id, "full"))
+                log.warning(
+                    "Too many calls to remember: the oldest are forgotten early, so a late "
+                    "duplicate of one may be counted again",
+                    extra={"app_id": app.app_id, "remembered": MAX_REMEMBERED_CALLS},
+                )
+
+    def _changed(self, app: _AppLedger) -> None:
+        app.frozen = None
+        self._frozen = None
+
+
+def _bounded(counts: Mapping[str, int], value: str, limit: int) -> str:
+    """`value`, or OTHER once `counts` holds `limit` values and not this one."""
+    return value if value in counts or len(counts) < limit else OTHER
+
+
+def _keys(sources: Iterable[str]) -> list[tuple[str, str]]:
+    return [(source, outcome) for source in sources for outcome in OUTCOMES]
