@@ -4,7 +4,8 @@ Nothing here touches the network. `parse_page` is the one gate every byte of an 
 it turns a body into a `Page` of clean `Task`s or raises `PollError`, nothing else, so that no
 value the API sends (a count that is not ASCII digits, an integer hundreds of digits long, a
 lone surrogate, a megabyte-long name) can reach the poller, the renderer or the log unbounded.
-See docs/api.md for what the vendor documents and what is inferred.
+The envelope, the paging figures and the text cleaning are shared with recordQuery
+(exporter/records.py). See docs/api.md for what the vendor documents and what is inferred.
 """
 
 from __future__ import annotations
@@ -52,11 +53,18 @@ def page_request(app_id: str, current: int, size: int, task_name: str = "") -> b
 
 
 def parse_page(body: bytes, zone: dt.tzinfo) -> Page:
-    """Read one taskList answer; raises `PollError` and nothing else.
+    """Read one taskList answer; raises `PollError` and nothing else."""
+    data = read_envelope(body)
+    tasks = tuple(_task(record, zone) for record in page_records(data))
+    pages, total = page_figures(data, len(tasks))
+    return Page(tasks=tasks, pages=pages, total=total)
+
+
+def read_envelope(body: bytes) -> dict[str, Any]:
+    """The `data` object of a successful answer (taskList and recordQuery share the envelope).
 
     The API's own failures come back as HTTP 200 with a non-zero `status`; anything that is not
-    the documented shape is `invalid_response`. Paging figures are taken from the answer, since
-    the server may use another page size than the one asked for.
+    the documented shape is `invalid_response`.
     """
     try:
         document = json.loads(body)
@@ -77,22 +85,32 @@ def parse_page(body: bytes, zone: dt.tzinfo) -> Page:
     data = document.get("data")
     if not isinstance(data, dict):
         raise PollError(INVALID_RESPONSE, "no data object")
+    return data
+
+
+def page_records(data: dict[str, Any]) -> list[Any]:
+    """The page's records, not yet read: a list of at most `MAX_RECORDS_PER_PAGE`."""
     records = data.get("records", [])
     if records is None:
-        records = []
+        return []
     if not isinstance(records, list):
         raise PollError(INVALID_RESPONSE, "records is not a list")
     if len(records) > MAX_RECORDS_PER_PAGE:
         raise PollError(
             INVALID_RESPONSE, f"{len(records)} records on one page (at most {MAX_RECORDS_PER_PAGE})"
         )
-    tasks = tuple(_task(record, zone) for record in records)
-    total = _count(data.get("total", len(tasks)), "total")
-    size = _count(data.get("size", len(tasks)), "size")
+    return records
+
+
+def page_figures(data: dict[str, Any], records: int) -> tuple[int, int]:
+    """`(pages, total)` as the answer states them: the server may use another page size than
+    the one asked for, so they are taken from the answer, never from the request."""
+    total = _count(data.get("total", records), "total")
+    size = _count(data.get("size", records), "size")
     pages = data.get("pages")
     if pages is None:
         pages = -(-total // size) if size else 1
-    return Page(tasks=tasks, pages=max(_count(pages, "pages"), 1), total=total)
+    return max(_count(pages, "pages"), 1), total
 
 
 def _task(record: Any, zone: dt.tzinfo) -> Task:
@@ -118,7 +136,7 @@ def _job_id(value: Any) -> str:
     """The task's identity: distinct ids must stay distinct, so nothing is cut or replaced."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise PollError(INVALID_RESPONSE, "a record has no jobId")
-    text = _escape_surrogates(value if isinstance(value, str) else _small_int(value)).strip()
+    text = escape_surrogates(value if isinstance(value, str) else _small_int(value)).strip()
     if not text or len(text) > MAX_JOB_ID_CHARS:
         raise PollError(INVALID_RESPONSE, "a record's jobId is empty or too long to be an id")
     return text
@@ -155,11 +173,11 @@ def clean_text(value: Any, limit: int = MAX_LABEL_CHARS) -> str:
         text = value[: limit + 1]
     else:
         text = json.dumps(value, ensure_ascii=False)[: limit + 1]
-    text = _escape_surrogates(text)
+    text = escape_surrogates(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _escape_surrogates(text: str) -> str:
+def escape_surrogates(text: str) -> str:
     """JSON may escape a lone surrogate (\\ud800), which no UTF-8 output can carry: spell it."""
     try:
         text.encode("utf-8")

@@ -116,7 +116,118 @@ def page_bodies(draw: st.DrawFn) -> bytes:
     kind = draw(st.sampled_from(["bytes", "json", "near-valid", "near-valid"]))
     if kind == "bytes":
         return draw(st.binary(max_size=200))
-    document = draw(JSON_VALUES if kind == "json" else NEAR_VALID_PAGES)
+    return _dumped(draw, draw(JSON_VALUES if kind == "json" else NEAR_VALID_PAGES))
+
+
+# ------------------------------------------------------------------------------- call records
+# Personal data in every field that holds it, each value carrying PRIVATE, so that a test can
+# look for it in whatever comes out of the parser.
+PRIVATE = "PRIVATE-7f3a"
+
+
+def personal_fields() -> dict[str, Any]:
+    """The fields of a call record that hold personal data, as both sources send them."""
+    return {
+        "calledPhoneNumber": f"+1555{PRIVATE}",
+        "customerPersonName": f"Ada {PRIVATE}",
+        "callDetailList": [{"role": "CUSTOMER", "text": f"I am {PRIVATE}"}],
+        "fullAudioUrl": f"https://audio.example.invalid/{PRIVATE}/full.wav",
+        "customerAudioUrl": f"https://audio.example.invalid/{PRIVATE}/customer.wav",
+        "properties": json.dumps({"phone": PRIVATE}),
+        "dynamicProperties": {"visit": PRIVATE},
+        "attributes": json.dumps({"customerName": PRIVATE}),
+        "customerConcern": f"worried about {PRIVATE}",
+    }
+
+
+def query_record(call_id: int, **fields: Any) -> dict[str, Any]:
+    """A call as recordQuery documents it: strings almost everywhere."""
+    return {
+        "callId": str(call_id),
+        "callRecordId": "912345678901234567",
+        "keyId": "1234567890",
+        "appId": "CALLAPP",
+        "callJobId": "20",
+        "dialogFlowId": "4410",
+        "tenantPhoneNumberId": "9120",
+        "robotCount": 2,
+        "hangupBy": "REMOTE_HANGUP",
+        "resultStatus": "ANSWERED",
+        "startTime": "2024-05-06 07:08:09",
+        "endTime": "2024-05-06 07:09:19",
+        "chatDuration": "62",
+        "chargedDuration": "120",
+        "chatRound": "7",
+        "intentLevelDetailName": "A - strong interest",
+        "redialTimes": "0",
+        **personal_fields(),
+        **fields,
+    }
+
+
+def push_record(call_id: int, **fields: Any) -> dict[str, Any]:
+    """A call as the push documents it: numbers, Unix seconds, `pay` a string amount."""
+    return {
+        "callId": str(call_id),
+        "appId": "CALLAPP",
+        "robotCallJobId": 20,
+        "dialogFlowId": "4410",
+        "tenantPhoneNumberId": "9120",
+        "startTime": 1714950489,
+        "endTime": 1714950559,
+        "resultStatus": "ANSWERED",
+        "hangupBy": "REMOTE_HANGUP",
+        "chatDuration": 62,
+        "billingTime": 120,
+        "pay": "0.10",
+        "chatRound": 7,
+        "intentLevelDetailName": "A - strong interest",
+        "callCount": 1,
+        "redialTimes": 0,
+        **personal_fields(),
+        **fields,
+    }
+
+
+def record_page(records: list[Any]) -> dict[str, Any]:
+    return {
+        "status": "0",
+        "reason": "success",
+        "data": {"records": records, "total": len(records), "size": 100, "current": 1, "pages": 1},
+    }
+
+
+_CALL_KEYS = st.sampled_from([*push_record(0), *query_record(0)]) | st.text(max_size=8)
+
+
+@st.composite
+def push_bodies(draw: st.DrawFn) -> bytes:
+    """Arbitrary bytes, arbitrary JSON, or a pushed record with a place or two broken."""
+    kind = draw(st.sampled_from(["bytes", "json", "near-valid", "near-valid", "near-valid"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=200))
+    document = draw(
+        JSON_VALUES if kind == "json" else mutated(push_record(7), JSON_VALUES, _CALL_KEYS)
+    )
+    return _dumped(draw, document)
+
+
+@st.composite
+def record_page_bodies(draw: st.DrawFn) -> bytes:
+    """Arbitrary bytes, arbitrary JSON, or a recordQuery page of records, some broken."""
+    kind = draw(st.sampled_from(["bytes", "json", "near-valid", "near-valid", "near-valid"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=200))
+    if kind == "json":
+        return _dumped(draw, draw(JSON_VALUES))
+    count = draw(st.integers(0, 3))
+    records = [query_record(100 + n) for n in range(count)]
+    keys = _CALL_KEYS | st.sampled_from(["data", "status", "total", "pages", "records"])
+    return _dumped(draw, draw(mutated(record_page(records), JSON_VALUES, keys)))
+
+
+def _dumped(draw: st.DrawFn, document: Any) -> bytes:
+    """The document compact or pretty, its non-ASCII escaped or not."""
     indent = draw(st.sampled_from([None, 2]))
     return json.dumps(document, indent=indent, ensure_ascii=draw(st.booleans())).encode(
         "utf-8",
