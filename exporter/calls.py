@@ -128,7 +128,7 @@ class _AppLedger:
         self.billed = 0.0
         self.cost: dict[str, float] = {} if currency is None else {currency: 0.0}
         self.hangups: dict[str, int] = {}
-        self.intents: dict[str, int] = {}
+        self.intents = {NO_INTENT: 0}  # Calls without a tag: a value of its own, never bounded.
         self.tasks: dict[str, dict[str, int]] = {}
         self.records = {(source, outcome): 0 for source in sources for outcome in OUTCOMES}
         self.frozen: AppCalls | None = None
@@ -378,7 +378,7 @@ class CallLedger:
         if record.hangup_by:
             hangup = _bounded(app.hangups, record.hangup_by, MAX_HANGUPS)
             app.hangups[hangup] = app.hangups.get(hangup, 0) + 1
-        intent = _bounded(app.intents, record.intent or NO_INTENT, MAX_INTENTS)
+        intent = _bounded(app.intents, record.intent or NO_INTENT, MAX_INTENTS + 1)
         app.intents[intent] = app.intents.get(intent, 0) + 1
         if self._per_task and record.job_id:
             counts = app.tasks.get(record.job_id)

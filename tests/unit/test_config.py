@@ -406,3 +406,72 @@ def test_secret_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_bytes(b"\xff\xfe secret")
     config_error(lambda: parse_config(account(api_secret_file=str(secret)), ENVIRON))
+
+
+# ---------------------------------------------------------------------- calls and push
+
+TOKEN = "s3cr3t-push-token-0123"
+
+
+def test_calls_and_push_are_off_by_default() -> None:
+    config = parse_config({"accounts": [ACCOUNT]}, {})
+    assert (config.calls.enabled, config.calls.lookback_seconds, config.calls.per_task) == (
+        False,
+        900,
+        True,
+    )
+    assert (config.push.enabled, config.push.currency) == (False, "USD")
+
+
+def test_push_needs_a_token() -> None:
+    document = {"accounts": [ACCOUNT], "push": {"listen_address": ":10189"}}
+    assert error_for(document) == "push.token: missing"
+
+
+def test_a_short_push_token_is_refused() -> None:
+    document = {"accounts": [ACCOUNT], "push": {"listen_address": ":10189", "token": "short"}}
+    assert error_for(document).startswith("push.token: must be 16 to 256 characters")
+
+
+def test_a_push_token_with_url_syntax_is_refused() -> None:
+    push = {"listen_address": ":10189", "token": "abcdefgh/ijklmnop?q"}
+    assert error_for({"accounts": [ACCOUNT], "push": push}).startswith("push.token:")
+
+
+def test_the_push_token_can_come_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text(TOKEN + "\n")
+    push = {"listen_address": "127.0.0.1:10189", "token_file": str(secret)}
+    assert parse_config({"accounts": [ACCOUNT], "push": push}, {}).push.token == TOKEN
+
+
+def test_a_push_token_without_a_listener_is_refused() -> None:
+    document = {"accounts": [ACCOUNT], "push": {"token": TOKEN}}
+    assert error_for(document).startswith("push.listen_address: missing")
+
+
+def test_a_bad_push_listen_address_names_the_field() -> None:
+    push = {"listen_address": "10189", "token": TOKEN}
+    assert error_for({"accounts": [ACCOUNT], "push": push}).startswith("push.listen_address:")
+
+
+def test_the_push_currency_is_a_three_letter_code() -> None:
+    push = {"listen_address": ":10189", "token": TOKEN, "currency": "dollars"}
+    assert error_for({"accounts": [ACCOUNT], "push": push}).startswith("push.currency:")
+
+
+def test_the_push_token_stays_out_of_the_repr() -> None:
+    push = {"listen_address": ":10189", "token": TOKEN, "currency": "eur"}
+    config = parse_config({"accounts": [ACCOUNT], "push": push}, {})
+    assert config.push.currency == "EUR"
+    assert TOKEN not in repr(config)
+
+
+def test_a_lookback_shorter_than_a_minute_is_refused() -> None:
+    document = {"accounts": [ACCOUNT], "calls": {"enabled": True, "lookback_seconds": 10}}
+    assert error_for(document).startswith("calls.lookback_seconds: must be between 60")
+
+
+def test_calls_enabled_must_be_a_boolean() -> None:
+    document = {"accounts": [ACCOUNT], "calls": {"enabled": "yes"}}
+    assert error_for(document).startswith("calls.enabled: must be a boolean")

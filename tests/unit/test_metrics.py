@@ -35,11 +35,13 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter import __version__, metrics
+from exporter.calls import TALK_BUCKETS, AppCalls, CallsSnapshot
 from exporter.codes import TASK_LIST_CODES, TRANSPORT_CODES, PollError
 from exporter.config import MetricsConfig
 from exporter.metrics import (
     MAX_OTHER_STATUSES,
     OTHER_STATUS,
+    CallMetrics,
     ReloadStatus,
     Renderer,
     render,
@@ -588,3 +590,147 @@ def render_tasks(page: Page) -> bytes:
 def test_page_with_a_lone_surrogate_renders() -> None:
     body = b'{"status": "0", "data": {"records": [{"jobId": 1, "name": "bad \\ud800 name"}]}}'
     assert b'job_id="1"' in render_tasks(parse_page(body, UTC8))
+
+
+# ---------------------------------------------------------------------------- call outcomes
+
+
+def call_reference(snap: CallsSnapshot) -> list[Metric]:
+    """The call families as client_python's users would build them (empty families left out)."""
+    m = metrics
+    up = GaugeMetricFamily(m.CALLS_UP.name, m.CALLS_UP.help, labels=["app_id"])
+    results = counter(m.CALL_RESULTS, "result")
+    talk = HistogramMetricFamily(m.CALL_TALK.name, m.CALL_TALK.help, labels=["app_id"])
+    billed = counter(m.CALL_BILLED)
+    cost = counter(m.CALL_COST, "currency")
+    hangups = counter(m.CALL_HANGUPS, "hangup_by")
+    intents = counter(m.CALL_INTENTS, "intent")
+    tasks = counter(m.TASK_CALL_RESULTS, "job_id", "result")
+    records = counter(m.CALL_RECORDS, "outcome", "source")
+    bounds = [*(repr(float(b)) for b in TALK_BUCKETS), "+Inf"]
+    for calls in snap.apps:
+        a = calls.app_id
+        if calls.up is not None:
+            up.add_metric([a], float(calls.up))
+        for labelled, values in (
+            (results, calls.results),
+            (cost, calls.cost),
+            (hangups, calls.hangups),
+            (intents, calls.intents),
+        ):
+            for value, count in sorted(values.items()):
+                labelled.add_metric([a, value], count)
+        talk.add_metric([a], list(zip(bounds, calls.talk_buckets, strict=True)), calls.talk_sum)
+        billed.add_metric([a], calls.billed_seconds)
+        for job_id, counts in calls.task_results.items():
+            for result, count in sorted(counts.items()):
+                tasks.add_metric([a, job_id, result], count)
+        for (source, outcome), count in sorted(calls.records.items()):
+            records.add_metric([a, outcome, source], count)
+    families: list[Metric] = [up, results, talk, billed, cost, hangups, intents, tasks, records]
+    if snap.unattributed:
+        unknown = counter(m.CALL_RECORDS, "outcome", "source", app=False)
+        for (source, outcome), count in sorted(snap.unattributed.items()):
+            unknown.add_metric([outcome, source], count)
+        records.samples += unknown.samples
+    if snap.push_requests is not None:
+        pushes = CounterMetricFamily(m.PUSH_REQUESTS.name, m.PUSH_REQUESTS.help, labels=["code"])
+        for code, count in sorted(snap.push_requests.items()):
+            pushes.add_metric([code], count)
+        families.append(pushes)
+    return [family for family in families if family.samples]
+
+
+def counter(family: metrics.Family, *labels: str, app: bool = True) -> CounterMetricFamily:
+    names = ["app_id", *labels] if app else list(labels)
+    return CounterMetricFamily(family.name, family.help, labels=names)
+
+
+CALL_COUNTS = st.dictionaries(LABEL_TEXT, st.integers(0, 2**53), max_size=3)
+
+
+@st.composite
+def app_calls(draw: st.DrawFn, app_id: str) -> AppCalls:
+    size = len(TALK_BUCKETS) + 1
+    steps = draw(st.lists(st.integers(0, 1000), min_size=size, max_size=size))
+    sources = st.sampled_from(["poll", "push"])
+    outcomes = st.sampled_from(["counted", "duplicate", "rejected"])
+    return AppCalls(
+        app_id=app_id,
+        up=draw(st.none() | st.booleans()),
+        results=MappingProxyType(draw(CALL_COUNTS)),
+        talk_buckets=tuple(sum(steps[: n + 1]) for n in range(len(steps))),
+        talk_sum=draw(st.floats(0, 1e9)),
+        billed_seconds=draw(st.floats(0, 1e12)),
+        cost=MappingProxyType(draw(st.dictionaries(LABEL_TEXT, st.floats(0, 1e9), max_size=1))),
+        hangups=MappingProxyType(draw(CALL_COUNTS)),
+        intents=MappingProxyType(draw(CALL_COUNTS)),
+        task_results=MappingProxyType(draw(st.dictionaries(LABEL_TEXT, CALL_COUNTS, max_size=3))),
+        records=MappingProxyType(
+            draw(st.dictionaries(st.tuples(sources, outcomes), st.integers(0, 99)))
+        ),
+    )
+
+
+@st.composite
+def call_snapshots(draw: st.DrawFn) -> CallsSnapshot:
+    app_ids = draw(st.lists(LABEL_TEXT, max_size=3, unique=True))
+    unattributed = draw(st.dictionaries(st.just(("push", "rejected")), st.integers(0, 99)))
+    codes = st.dictionaries(st.sampled_from(["200", "400", "404", "413"]), st.integers(0, 99))
+    return CallsSnapshot(
+        apps=tuple(draw(app_calls(app_id)) for app_id in app_ids),
+        unattributed=MappingProxyType(unattributed),
+        push_requests=draw(st.none() | codes.map(MappingProxyType)),
+    )
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+@PROPERTY
+@given(snap=call_snapshots())
+def test_call_families_are_byte_for_byte_client_pythons_own(
+    snap: CallsSnapshot, openmetrics: bool
+) -> None:
+    rendered = CallMetrics(lambda: snap).render(openmetrics)
+    encode = generate_openmetrics if openmetrics else generate_latest
+    expected = encode(Source(call_reference(snap)))  # type: ignore[arg-type]
+    assert rendered == expected.removesuffix(b"# EOF\n")
+
+
+def test_call_families_come_with_every_scrape_between_polls() -> None:
+    snapshots = [CallsSnapshot(), CallsSnapshot(push_requests=MappingProxyType({"200": 3}))]
+    exposition = Renderer(MetricsConfig(), lambda: snapshots[-1]).render(snapshot(), RELOAD)
+    assert b'aivoice_push_requests_total{code="200"} 3.0' in exposition.text
+    snapshots.append(CallsSnapshot(push_requests=MappingProxyType({"200": 4})))
+    assert b'aivoice_push_requests_total{code="200"} 4.0' in exposition.text
+    assert b'{code="200"} 4.0' in gzip.decompress(exposition.body(False, gzipped=True))
+
+
+def calls_of(app_id: str, results: dict[str, int] | None = None) -> AppCalls:
+    empty: MappingProxyType[Any, Any] = MappingProxyType({})
+    return AppCalls(
+        app_id=app_id,
+        up=True,
+        results=MappingProxyType(results or {"ANSWERED": 0}),
+        talk_buckets=(0,) * (len(TALK_BUCKETS) + 1),
+        talk_sum=0.0,
+        billed_seconds=0.0,
+        cost=empty,
+        hangups=empty,
+        intents=empty,
+        task_results=empty,
+        records=empty,
+    )
+
+
+def test_an_unchanged_app_is_not_rendered_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = CallsSnapshot(apps=(calls_of("A"), calls_of("B")))
+    second = CallsSnapshot(apps=(first.apps[0], calls_of("B", results={"BUSY": 1})))
+    current = [first]
+    live = CallMetrics(lambda: current[-1])
+    live.render(False)
+    rendered: list[str] = []
+    original = metrics.render_calls
+    monkeypatch.setattr(metrics, "render_calls", lambda c: rendered.append(c.app_id) or original(c))
+    current.append(second)
+    assert b'result="BUSY"} 1.0' in live.render(False)
+    assert rendered == ["B"]
