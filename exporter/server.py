@@ -75,20 +75,27 @@ LANDING_PAGE = """<!doctype html>
 """
 
 
-class _Handler(BaseHTTPRequestHandler):
+class ConnectionHandler(BaseHTTPRequestHandler):
+    """What every listener's connections share: keep-alive, the idle timeout, and the TLS
+    handshake in the connection's own thread."""
+
     protocol_version = "HTTP/1.1"  # Keep-alive, so Prometheus reuses its connection.
     default_request_version = "HTTP/1.0"  # Errors get a status line, even to garbage.
     disable_nagle_algorithm = True  # Headers and body go in two writes: don't hold the second.
     server_version = f"aivoice-exporter/{__version__}"
     timeout = IDLE_TIMEOUT_SECONDS
-    routes: Routes  # Set on the subclass that `MetricsServer` makes.
 
     def setup(self) -> None:
         super().setup()
         if isinstance(self.connection, ssl.SSLSocket):
             # The handshake runs here, in the connection's own thread, so a client that opens
-            # a socket and says nothing can never stall the accept loop.
+            # a socket and says nothing can never stall the accept loop. The socket's timeout
+            # bounds the whole handshake, not each read of it.
             self.connection.do_handshake()
+
+
+class _Handler(ConnectionHandler):
+    routes: Routes  # Set on the subclass that `MetricsServer` makes.
 
     def do_GET(self) -> None:
         self._route(head=False)
@@ -202,23 +209,30 @@ class _Server(ThreadingHTTPServer):
         log.debug("HTTP connection error", extra={"client": client_address}, exc_info=True)
 
 
-class MetricsServer:
-    """A threaded HTTP(S) server on its own thread; `address` is the port really bound."""
+class HttpListener:
+    """A threaded HTTP(S) server on its own thread; `address` is the port really bound.
 
-    def __init__(self, host: str, port: int, routes: Routes) -> None:
-        handler = type("Handler", (_Handler,), {"routes": routes})
+    One daemon thread per connection, each bounded in time by its handler's timeouts; the
+    accept loop only accepts (TLS handshakes run in the connections' threads)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        handler: type[BaseHTTPRequestHandler],
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         server = type("Server", (_Server,), {"address_family": _family(host)})
         self._server = server((host, port), handler)
-        context = routes.security.ssl_context() if routes.security else None
-        if context is not None:
-            self._server.socket = context.wrap_socket(
+        if ssl_context is not None:
+            self._server.socket = ssl_context.wrap_socket(
                 self._server.socket, server_side=True, do_handshake_on_connect=False
             )
         # How often the accept loop looks for shutdown(): stopping waits for it at most this long.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
-        self.tls = context is not None
+        self.tls = ssl_context is not None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -231,6 +245,15 @@ class MetricsServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class MetricsServer(HttpListener):
+    """The exposition, health and lifecycle endpoints (see `Routes`)."""
+
+    def __init__(self, host: str, port: int, routes: Routes) -> None:
+        handler = type("Handler", (_Handler,), {"routes": routes})
+        context = routes.security.ssl_context() if routes.security else None
+        super().__init__(host, port, handler, context)
 
 
 def _family(host: str) -> socket.AddressFamily:
