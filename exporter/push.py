@@ -255,7 +255,8 @@ class PushServer(HttpListener):
     """`POST /push/call-record/<token>` on its own port: bodies to `receive`, answers counted.
 
     `receive(body)` returns the status to answer: 200 (`success`) or 400. `answered(status)`
-    is called once for every answer the listener gives, whatever it is.
+    is called once for every answer the listener gives, whatever it is. `deadline_seconds`
+    bounds each request's time (tests shorten it).
     """
 
     def __init__(

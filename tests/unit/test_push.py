@@ -27,6 +27,7 @@ from exporter.simulator import Simulator
 from tests.support.clock import FakeClock
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS
 from tests.support.tls import Certs, tls_server_config, web_config
+from tests.support.tools import read_until_closed
 
 TOKEN = "Qx7-frontHalf.~backHalf_9Zk"
 PUSH_PATH = f"/push/call-record/{TOKEN}"
@@ -76,14 +77,6 @@ def server(ledger: FakeLedger) -> Iterator[PushServer]:
 def url(server: PushServer, path: str = PUSH_PATH) -> str:
     host, port = server.address
     return f"http://{host}:{port}{path}"
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    received = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := sock.recv(65536):
-            received += chunk
-    return received
 
 
 def exchange(server: PushServer, request: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -295,32 +288,34 @@ def test_every_answer_is_counted_once_with_its_status(
 # ------------------------------------------------------------------------------- TLS and logs
 
 
-def test_push_over_tls_with_the_web_config_certificate(
-    certs: Certs, tmp_path: Path, ledger: FakeLedger
-) -> None:
+@pytest.fixture
+def tls_server(certs: Certs, tmp_path: Path, ledger: FakeLedger) -> Iterator[PushServer]:
+    """A listener with the TLS context a web config file (`--web.config.file`) gives."""
     context = web_config(tmp_path, tls_server_config(certs)).ssl_context()
     with listening(ledger, ssl_context=context) as server:
-        host, port = server.address
-        response = requests.post(
-            f"https://{host}:{port}{PUSH_PATH}", data=RECORD, verify=str(certs.ca), timeout=5
-        )
-        assert server.tls
+        yield server
+
+
+def https_push(server: PushServer, certs: Certs) -> requests.Response:
+    url = f"https://{server.address[0]}:{server.address[1]}{PUSH_PATH}"
+    return requests.post(url, data=RECORD, verify=str(certs.ca), timeout=5)
+
+
+def test_push_over_tls_with_the_web_config_certificate(
+    tls_server: PushServer, certs: Certs, ledger: FakeLedger
+) -> None:
+    response = https_push(tls_server, certs)
+    assert tls_server.tls
     assert (response.status_code, response.content) == (200, b"success")
     assert ledger.bodies == [RECORD]
 
 
 def test_plain_http_to_the_tls_listener_is_refused_and_it_serves_on(
-    certs: Certs, tmp_path: Path, ledger: FakeLedger
+    tls_server: PushServer, certs: Certs, ledger: FakeLedger
 ) -> None:
-    context = web_config(tmp_path, tls_server_config(certs)).ssl_context()
-    with listening(ledger, ssl_context=context) as server:
-        host, port = server.address
-        with pytest.raises(requests.ConnectionError):
-            requests.post(f"http://{host}:{port}{PUSH_PATH}", data=RECORD, timeout=5)
-        response = requests.post(
-            f"https://{host}:{port}{PUSH_PATH}", data=RECORD, verify=str(certs.ca), timeout=5
-        )
-    assert response.status_code == 200
+    with pytest.raises(requests.ConnectionError):
+        requests.post(url(tls_server), data=RECORD, timeout=5)
+    assert https_push(tls_server, certs).status_code == 200
     assert ledger.bodies == [RECORD]
 
 
