@@ -141,17 +141,15 @@ class _PushHandler(ConnectionHandler):
             self._answer(HTTPStatus.INTERNAL_SERVER_ERROR, b"Internal error.\n", close=True)
 
     def do_GET(self) -> None:
-        self._refuse()
-
-    do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = do_GET
-
-    def _refuse(self) -> None:
+        """And every other method: 405 on the push path, 404 (as for any stranger) elsewhere."""
         if self._on_push_path():
             self._answer(
                 HTTPStatus.METHOD_NOT_ALLOWED, b"Use POST.\n", close=True, extra=("Allow", "POST")
             )
         else:
             self._answer(HTTPStatus.NOT_FOUND, b"Not found.\n", close=True)
+
+    do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = do_GET
 
     def _on_push_path(self) -> bool:
         # The request line was read as Latin-1, so this gives back its very bytes, whatever
@@ -231,6 +229,7 @@ class _PushHandler(ConnectionHandler):
         extra: tuple[str, str] | None = None,
     ) -> None:
         """Answer in plain text; `close` when the request may not have been read to its end."""
+        self.connection.settimeout(self.timeout)  # Not what is left of the request's deadline.
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -256,7 +255,8 @@ class PushServer(HttpListener):
     """`POST /push/call-record/<token>` on its own port: bodies to `receive`, answers counted.
 
     `receive(body)` returns the status to answer: 200 (`success`) or 400. `answered(status)`
-    is called once for every answer the listener gives, whatever it is.
+    is called once for every answer the listener gives, whatever it is. `deadline_seconds`
+    bounds each request's time (tests shorten it).
     """
 
     def __init__(

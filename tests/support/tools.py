@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -62,3 +63,12 @@ def scrape(url: str, **kwargs: Any) -> requests.Response:
     response = requests.get(url, timeout=10, **kwargs)
     response.raise_for_status()
     return response
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """All the server sends on `sock` until it hangs up (with a goodbye or a reset)."""
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received

@@ -22,6 +22,7 @@ from exporter.config import parse_config
 from exporter.daemon import Daemon
 from exporter.simulator import Simulator
 from tests.support.configs import config_for
+from tests.support.tools import read_until_closed
 
 pytestmark = pytest.mark.slow
 
@@ -234,14 +235,6 @@ MALFORMED_REQUEST_LINES = pytest.mark.parametrize(
     ],
     ids=["one-word", "four-words", "bad-protocol", "bad-version", "tls-hello"],
 )
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    received = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := sock.recv(65536):
-            received += chunk
-    return received
 
 
 @MALFORMED_REQUEST_LINES
