@@ -24,7 +24,7 @@ from exporter.client import ApiClient, Stopped, TaskRead
 from exporter.codes import INVALID_RESPONSE, PollError, explain
 from exporter.config import Config
 from exporter.snapshot import AppSnapshot, Snapshot, Task
-from exporter.stats import RequestRecorder
+from exporter.stats import TASK_LIST, RequestRecorder
 from exporter.transport import Transport
 from exporter.workers import WorkerPool
 
@@ -113,7 +113,7 @@ class Poller:
 
     def _configure(self, config: Config) -> _Wiring:
         wiring = _Wiring(config, self._recorder, self._stop, self._clock)
-        self._recorder.track(wiring.clients)
+        self._recorder.track(wiring.clients, (TASK_LIST,))
         with self._lock:
             self._states = {app: self._states.get(app, _AppState()) for app in wiring.clients}
             self._latest = {a: s for a, s in self._latest.items() if a in wiring.clients}
