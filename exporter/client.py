@@ -98,7 +98,7 @@ class _Paged(Protocol):
 
 
 PageT = TypeVar("PageT", bound=_Paged)
-Fetch = Callable[[str, int, float], PageT]  # (app_id, page number, deadline) -> page
+_Fetch = Callable[[str, int, float], PageT]  # (app_id, page number, deadline) -> page
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ class ApiClient:
             truncated=max(page.pages for page in pages) > MAX_PAGES,
         )
 
-    def _read_pages(self, app_id: str, fetch: Fetch[PageT], deadline: float) -> list[PageT]:
+    def _read_pages(self, app_id: str, fetch: _Fetch[PageT], deadline: float) -> list[PageT]:
         """Page 1, then the rest side by side on the pool; more if the page count grew.
 
         Every request goes through the pool, so `poll.concurrency` bounds them all.
