@@ -1,4 +1,5 @@
-"""Reads one account's apps: signed, rate-limited, retried requests, and task lists read whole.
+"""Reads one account's apps: signed, rate-limited, retried requests; task lists read whole,
+and call records (recordQuery) read window by window.
 
 Transient failures (timeouts, connection errors, HTTP 5xx/429, answers that are not the
 documented JSON) are retried with exponential backoff and full jitter; a `Retry-After` holds the
@@ -10,6 +11,11 @@ A task list is read page 1 first, then the other pages side by side. Records mov
 when a task is created or deleted meanwhile, which can silently skip one, so a read is trusted
 only when every page reports the same `total` and the distinct `jobId`s number exactly that
 total; otherwise the app is read again, up to `MAX_READS` times, and the best read is kept.
+
+recordQuery shares all of this (one `_Endpoint` says what differs: URL, body, parser, label)
+except the re-reads: its windows overlap and the ledger counts each `callId` once, so a record
+that moved between pages is caught by the next window instead. Every attempt is recorded under
+its endpoint.
 """
 
 from __future__ import annotations
@@ -23,11 +29,20 @@ from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from functools import partial
+from typing import Generic, Protocol, TypeVar
 
 from exporter.codes import INVALID_RESPONSE, POLL_TIMEOUT, PollError
 from exporter.config import Account, ApiConfig
+from exporter.records import CallRecord, parse_record_page, record_query_request, window_text
 from exporter.snapshot import Task
-from exporter.stats import CONSISTENT, INCONSISTENT, REREAD, RequestRecorder
+from exporter.stats import (
+    CONSISTENT,
+    INCONSISTENT,
+    RECORD_QUERY,
+    REREAD,
+    TASK_LIST,
+    RequestRecorder,
+)
 from exporter.transport import Transport
 from exporter.wire import Page, page_request, parse_page, sign_headers
 from exporter.workers import WorkerPool
@@ -63,6 +78,39 @@ class TaskRead:
         return abs(self.total - len(self.tasks))
 
 
+@dataclass(frozen=True)
+class CallRead:
+    """An app's call records for one window, as one read of every page found them.
+
+    `records` keeps every page's records in page order, duplicates included (pages shift as
+    calls end); `rejected` has one `RecordError` kind per record that could not be read;
+    `truncated` is True when the window has more than `MAX_PAGES` pages and the rest was left out.
+    """
+
+    records: tuple[CallRecord, ...]
+    rejected: tuple[str, ...]
+    truncated: bool = False
+
+
+class _Paged(Protocol):
+    @property
+    def pages(self) -> int: ...
+
+
+PageT = TypeVar("PageT", bound=_Paged)
+_Fetch = Callable[[str, int, float], PageT]  # (app_id, page number, deadline) -> page
+
+
+@dataclass(frozen=True)
+class _Endpoint(Generic[PageT]):
+    """What differs between the endpoints: where, what to send for page n, how to read it."""
+
+    name: str  # The `endpoint` label its requests are counted under.
+    url: str
+    body: Callable[[int], bytes]
+    parse: Callable[[bytes], PageT]
+
+
 class RateLimiter:
     """Spaces requests evenly: the API publishes no limit, so stay politely below any."""
 
@@ -90,7 +138,8 @@ class RateLimiter:
 
 
 class ApiClient:
-    """Polls the taskList endpoint for one account's apps, over a shared transport and pool."""
+    """Polls the taskList and recordQuery endpoints for one account's apps, over a shared
+    transport and pool."""
 
     def __init__(
         self,
@@ -112,6 +161,7 @@ class ApiClient:
         self._clock = clock
         self._limiter = RateLimiter(api.max_requests_per_second)
         self._url = f"{api.base_url}/taskList"
+        self._record_url = f"{api.base_url}/recordQuery"
 
     def __repr__(self) -> str:
         return f"ApiClient({self._account!r}, url={self._url!r})"
@@ -123,7 +173,7 @@ class ApiClient:
         """
         best: TaskRead | None = None
         for attempt in range(1, MAX_READS + 1):
-            read = _assemble(self._read_pages(app_id, deadline))
+            read = _assemble(self._read_pages(app_id, self.fetch_page, deadline))
             if read.consistent:
                 self._recorder.count_read(app_id, CONSISTENT)
                 return read
@@ -134,29 +184,63 @@ class ApiClient:
         assert best is not None
         return best
 
-    def _read_pages(self, app_id: str, deadline: float) -> list[Page]:
+    def read_calls(
+        self, app_id: str, start: float, end: float, deadline: float = float("inf")
+    ) -> CallRead:
+        """The app's calls that started from `start` to `end` (Unix seconds), every page read.
+
+        Pages shift while calls end, so a record may come twice or be missed; the windows
+        overlap and the ledger counts each call once, so the pages are not read again.
+        """
+        zone = self._api.create_time_zone
+        window = (window_text(start, zone), window_text(end, zone))
+        endpoint = _Endpoint(
+            RECORD_QUERY,
+            self._record_url,
+            lambda n: record_query_request(app_id, *window, n, self._api.page_size),
+            partial(parse_record_page, app_id=app_id),
+        )
+        pages = self._read_pages(app_id, partial(self._fetch, endpoint), deadline)
+        return CallRead(
+            records=tuple(record for page in pages for record in page.records),
+            rejected=tuple(kind for page in pages for kind in page.rejected),
+            truncated=max(page.pages for page in pages) > MAX_PAGES,
+        )
+
+    def _read_pages(self, app_id: str, fetch: _Fetch[PageT], deadline: float) -> list[PageT]:
         """Page 1, then the rest side by side on the pool; more if the page count grew.
 
         Every request goes through the pool, so `poll.concurrency` bounds them all.
         """
-        pages: dict[int, Page] = {}
+        pages: dict[int, PageT] = {}
         wanted = 1
         while len(pages) < wanted:
             numbers = [n for n in range(1, wanted + 1) if n not in pages]
             futures = [
-                self._pool.submit(partial(self.fetch_page, app_id, n, deadline), key=app_id)
-                for n in numbers
+                self._pool.submit(partial(fetch, app_id, n, deadline), key=app_id) for n in numbers
             ]
             pages.update(zip(numbers, _results(futures, deadline), strict=True))
             wanted = min(max(page.pages for page in pages.values()), MAX_PAGES)
         return [pages[n] for n in sorted(pages)]
 
     def fetch_page(self, app_id: str, current: int, deadline: float = float("inf")) -> Page:
-        """One page, retried with backoff while the failure is transient."""
-        body = page_request(app_id, current, self._api.page_size, self._account.task_name)
+        """One taskList page, retried with backoff while the failure is transient."""
+        endpoint = _Endpoint(
+            TASK_LIST,
+            self._url,
+            lambda n: page_request(app_id, n, self._api.page_size, self._account.task_name),
+            partial(parse_page, zone=self._api.create_time_zone),
+        )
+        return self._fetch(endpoint, app_id, current, deadline)
+
+    def _fetch(
+        self, endpoint: _Endpoint[PageT], app_id: str, current: int, deadline: float
+    ) -> PageT:
+        """One page of any endpoint, retried with backoff while the failure is transient."""
+        body = endpoint.body(current)
         for attempt in range(self._api.max_retries + 1):
             try:
-                return self._attempt(app_id, body, deadline)
+                return self._attempt(endpoint, app_id, body, deadline)
             except PollError as err:
                 if err.retry_after_seconds is not None:
                     self._limiter.hold(err.retry_after_seconds)
@@ -167,13 +251,20 @@ class ApiClient:
                 )
                 log.debug(
                     "Retrying after a transient failure",
-                    extra={"app_id": app_id, "code": err.code, "retry_in_seconds": round(delay, 3)},
+                    extra={
+                        "app_id": app_id,
+                        "endpoint": endpoint.name,
+                        "code": err.code,
+                        "retry_in_seconds": round(delay, 3),
+                    },
                 )
                 if self._stop.wait(delay):
                     raise Stopped from err
         raise AssertionError("unreachable")
 
-    def _attempt(self, app_id: str, body: bytes, deadline: float) -> Page:
+    def _attempt(
+        self, endpoint: _Endpoint[PageT], app_id: str, body: bytes, deadline: float
+    ) -> PageT:
         self._limiter.wait(self._stop, deadline)
         if self._stop.is_set():
             raise Stopped
@@ -181,9 +272,7 @@ class ApiClient:
         started = time.perf_counter()
         error: str | None = None
         try:
-            return parse_page(
-                self._transport.post(self._url, headers, body), self._api.create_time_zone
-            )
+            return endpoint.parse(self._transport.post(endpoint.url, headers, body))
         except PollError as err:
             error = err.code
             raise
@@ -191,10 +280,12 @@ class ApiClient:
             error = INVALID_RESPONSE
             raise PollError(INVALID_RESPONSE, f"unexpected {type(err).__name__}") from err
         finally:
-            self._recorder.observe(app_id, time.perf_counter() - started, error)
+            self._recorder.observe(
+                app_id, time.perf_counter() - started, error, endpoint=endpoint.name
+            )
 
 
-def _results(futures: Sequence[Future[Page]], deadline: float) -> list[Page]:
+def _results(futures: Sequence[Future[PageT]], deadline: float) -> list[PageT]:
     """Each future's page in order; on the first failure or at the deadline the rest is dropped."""
     try:
         return [future.result(timeout=_seconds_until(deadline)) for future in futures]

@@ -31,7 +31,14 @@ from prometheus_client.utils import floatToGoString
 from exporter import __version__
 from exporter.calls import TALK_BUCKETS, AppCalls, CallsSnapshot
 from exporter.config import MetricsConfig
-from exporter.snapshot import KNOWN_STATUSES, AppSnapshot, RequestStats, Snapshot, Task
+from exporter.snapshot import (
+    KNOWN_STATUSES,
+    AppSnapshot,
+    EndpointStats,
+    RequestStats,
+    Snapshot,
+    Task,
+)
 from exporter.stats import DURATION_BOUNDS
 
 CACHED = " (cached from the latest poll)"
@@ -347,35 +354,48 @@ def _flag(value: bool) -> str:
 
 
 def render_requests(app_id: str, stats: RequestStats) -> Fragments:
-    """One app's lines for each of REQUEST_FAMILIES.
+    """One app's lines for each of REQUEST_FAMILIES, each endpoint's after the other.
 
     # TYPE aivoice_api_requests_total counter
-    aivoice_api_requests_total{app_id="LILIN888"} 42.0
+    aivoice_api_requests_total{app_id="LILIN888",endpoint="taskList"} 42.0
     # TYPE aivoice_api_errors_total counter
-    aivoice_api_errors_total{app_id="LILIN888",code="-4"} 0.0
+    aivoice_api_errors_total{app_id="LILIN888",code="-4",endpoint="taskList"} 0.0
     # TYPE aivoice_api_request_duration_seconds histogram
-    aivoice_api_request_duration_seconds_bucket{app_id="LILIN888",le="0.05"} 12.0
+    aivoice_api_request_duration_seconds_count{app_id="LILIN888",endpoint="taskList"} 42.0
     # TYPE aivoice_poll_reads_total counter
     aivoice_poll_reads_total{app_id="LILIN888",result="consistent"} 5.0
     """
     app_label = f'app_id="{escape(app_id)}"'
-    requests = f"aivoice_api_requests_total{{{app_label}}} {value_text(stats.requests)}\n"
-    errors = [
-        f'aivoice_api_errors_total{{{app_label},code="{escape(code)}"}} {value_text(count)}\n'
-        for code, count in sorted(stats.errors.items())
-    ]
-    duration = []
-    if len(stats.duration_buckets) == len(_BUCKET_BOUNDS):  # Else nothing was recorded.
-        name = "aivoice_api_request_duration_seconds"
-        for bound, count in zip(_BUCKET_BOUNDS, stats.duration_buckets, strict=True):
-            duration.append(f'{name}_bucket{{{app_label},le="{bound}"}} {value_text(count)}\n')
-        duration.append(f"{name}_count{{{app_label}}} {value_text(stats.duration_buckets[-1])}\n")
-        duration.append(f"{name}_sum{{{app_label}}} {value_text(stats.duration_sum)}\n")
+    requests, errors, duration = [], [], []
+    for endpoint, counts in sorted(stats.endpoints.items()):
+        endpoint_label = f'endpoint="{escape(endpoint)}"'
+        labels = f"{app_label},{endpoint_label}"
+        requests.append(f"aivoice_api_requests_total{{{labels}}} {value_text(counts.requests)}\n")
+        errors += [  # Label names in order, as client_python writes them.
+            f'aivoice_api_errors_total{{{app_label},code="{escape(code)}",{endpoint_label}}} '
+            f"{value_text(count)}\n"
+            for code, count in sorted(counts.errors.items())
+        ]
+        duration += _duration_lines(labels, counts)
     reads = [
         f'aivoice_poll_reads_total{{{app_label},result="{escape(result)}"}} {value_text(count)}\n'
         for result, count in sorted(stats.reads.items())
     ]
-    return _encode([requests]), _encode(errors), _encode(duration), _encode(reads)
+    return _encode(requests), _encode(errors), _encode(duration), _encode(reads)
+
+
+def _duration_lines(labels: str, counts: EndpointStats) -> list[str]:
+    """The latency histogram of one app's endpoint; none when nothing was recorded."""
+    if len(counts.duration_buckets) != len(_BUCKET_BOUNDS):
+        return []
+    name = "aivoice_api_request_duration_seconds"
+    lines = [
+        f'{name}_bucket{{{labels},le="{bound}"}} {value_text(count)}\n'
+        for bound, count in zip(_BUCKET_BOUNDS, counts.duration_buckets, strict=True)
+    ]
+    lines.append(f"{name}_count{{{labels}}} {value_text(counts.duration_buckets[-1])}\n")
+    lines.append(f"{name}_sum{{{labels}}} {value_text(counts.duration_sum)}\n")
+    return lines
 
 
 def render_reload(status: ReloadStatus) -> tuple[Lines, Lines]:

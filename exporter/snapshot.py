@@ -56,13 +56,20 @@ class AppSnapshot:
 
 
 @dataclass(frozen=True)
-class RequestStats:
-    """Cumulative counts of one app's API requests since the exporter started."""
+class EndpointStats:
+    """Cumulative counts of one app's requests to one API endpoint since the exporter started."""
 
     requests: int = 0
     errors: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     duration_buckets: tuple[int, ...] = ()
     duration_sum: float = 0.0
+
+
+@dataclass(frozen=True)
+class RequestStats:
+    """Cumulative counts of one app's API requests, per endpoint (`taskList`, `recordQuery`)."""
+
+    endpoints: Mapping[str, EndpointStats] = field(default_factory=lambda: MappingProxyType({}))
     # Reads of the app's task list by outcome: consistent, reread, inconsistent.
     reads: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 

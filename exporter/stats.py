@@ -1,8 +1,8 @@
 """Cumulative request statistics: the source of the exporter's counters and latency histogram.
 
-The client records every attempt here as it happens (retries included); the poller takes an
-immutable copy when it builds a snapshot. Counts survive config reloads because one recorder
-lives as long as the daemon.
+The client records every attempt here as it happens (retries included), under the endpoint it
+went to; the poller takes an immutable copy when it builds a snapshot. Counts survive config
+reloads because one recorder lives as long as the daemon.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from exporter.codes import OTHER, TASK_LIST_CODES, TRANSPORT_CODES
-from exporter.snapshot import RequestStats
+from exporter.snapshot import EndpointStats, RequestStats
 
 # Seconds; the SDK's own timeout is 15 s, so the top buckets reach past it.
 DURATION_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
@@ -22,22 +22,26 @@ INITIAL_ERROR_CODES = TASK_LIST_CODES + TRANSPORT_CODES
 MAX_EXTRA_CODES = 20
 _MAX_CODES = len(INITIAL_ERROR_CODES) + MAX_EXTRA_CODES
 
-# How a read of an app's task list went (`aivoice_poll_reads_total{result}`).
+# How a read of an app's task list went (`aivoice_poll_reads_total{app_id,result}`).
 CONSISTENT = "consistent"
 REREAD = "reread"
 INCONSISTENT = "inconsistent"
 READ_RESULTS = (CONSISTENT, REREAD, INCONSISTENT)
 
+# The API endpoints requests go to (the `endpoint` label of the request families).
+TASK_LIST = "taskList"
+RECORD_QUERY = "recordQuery"
+ENDPOINTS = (TASK_LIST, RECORD_QUERY)
 
-class _AppCounts:
-    __slots__ = ("buckets", "duration_sum", "errors", "reads", "requests")
+
+class _EndpointCounts:
+    __slots__ = ("buckets", "duration_sum", "errors", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
         self.errors = dict.fromkeys(INITIAL_ERROR_CODES, 0)
         self.buckets = [0] * (len(DURATION_BOUNDS) + 1)
         self.duration_sum = 0.0
-        self.reads = dict.fromkeys(READ_RESULTS, 0)
 
     def count_error(self, code: str) -> None:
         if code not in self.errors and len(self.errors) >= _MAX_CODES:
@@ -45,22 +49,49 @@ class _AppCounts:
         self.errors[code] = self.errors.get(code, 0) + 1
 
 
+class _AppCounts:
+    __slots__ = ("endpoints", "reads", "shown")
+
+    def __init__(self) -> None:
+        self.endpoints: dict[str, _EndpointCounts] = {}
+        self.reads = dict.fromkeys(READ_RESULTS, 0)
+        # The endpoints the config polls now; None until `track` says (then all are shown).
+        self.shown: frozenset[str] | None = None
+
+    def endpoint(self, name: str) -> _EndpointCounts:
+        if name not in ENDPOINTS:  # Label values come from this module, never from outside.
+            raise ValueError(f"unknown endpoint {name!r}")
+        return self.endpoints.setdefault(name, _EndpointCounts())
+
+
 class RequestRecorder:
-    """Thread-safe accumulator of every API request's outcome, per app."""
+    """Thread-safe accumulator of every API request's outcome, per app and endpoint."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._apps: dict[str, _AppCounts] = {}
 
-    def track(self, app_ids: Iterable[str]) -> None:
-        """Start series at zero for these apps, so the first error shows in increase()."""
+    def track(self, app_ids: Iterable[str], endpoints: Iterable[str]) -> None:
+        """These apps are polled at exactly these endpoints: their series start at zero, so the
+        first error shows in increase(). An endpoint tracked before and not now (recordQuery
+        turned off by a reload) leaves the snapshots, but keeps its counts should it return."""
+        shown = frozenset(endpoints)
         with self._lock:
             for app_id in app_ids:
-                self._apps.setdefault(app_id, _AppCounts())
+                counts = self._apps.setdefault(app_id, _AppCounts())
+                counts.shown = shown
+                for endpoint in shown:
+                    counts.endpoint(endpoint)
 
-    def observe(self, app_id: str, duration_seconds: float, error_code: str | None) -> None:
+    def observe(
+        self,
+        app_id: str,
+        duration_seconds: float,
+        error_code: str | None,
+        endpoint: str = TASK_LIST,
+    ) -> None:
         with self._lock:
-            counts = self._apps.setdefault(app_id, _AppCounts())
+            counts = self._apps.setdefault(app_id, _AppCounts()).endpoint(endpoint)
             counts.requests += 1
             counts.buckets[bisect.bisect_left(DURATION_BOUNDS, duration_seconds)] += 1
             counts.duration_sum += duration_seconds
@@ -81,14 +112,24 @@ class RequestRecorder:
 
 
 def _freeze(counts: _AppCounts) -> RequestStats:
+    endpoints = {
+        name: _freeze_endpoint(endpoint)
+        for name, endpoint in counts.endpoints.items()
+        if counts.shown is None or name in counts.shown
+    }
+    return RequestStats(
+        endpoints=MappingProxyType(endpoints), reads=MappingProxyType(dict(counts.reads))
+    )
+
+
+def _freeze_endpoint(counts: _EndpointCounts) -> EndpointStats:
     cumulative, running = [], 0
     for count in counts.buckets:
         running += count
         cumulative.append(running)
-    return RequestStats(
+    return EndpointStats(
         requests=counts.requests,
         errors=MappingProxyType(dict(counts.errors)),
         duration_buckets=tuple(cumulative),
         duration_sum=counts.duration_sum,
-        reads=MappingProxyType(dict(counts.reads)),
     )

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter.config import MetricsConfig
 from exporter.metrics import Exposition, ReloadStatus, render
 from exporter.snapshot import AppSnapshot, Snapshot, Task
-from exporter.stats import RequestRecorder
+from exporter.stats import TASK_LIST, RequestRecorder
 
 # Task names that need escaping, or are multi-byte, or empty.
 ODD_NAMES = (
@@ -41,9 +41,14 @@ def task(job_id: str, status: str = "IN_PROCESS", calls: int = 100, done: int = 
     return Task(job_id=job_id, status=status, calls=calls, calls_completed=done, **fields)
 
 
-def snapshot(*apps: AppSnapshot, recorder: RequestRecorder | None = None) -> Snapshot:
+def snapshot(
+    *apps: AppSnapshot,
+    recorder: RequestRecorder | None = None,
+    endpoints: tuple[str, ...] = (TASK_LIST,),
+) -> Snapshot:
+    """The apps with their request counts, polled at `endpoints` (taskList only unless told)."""
     recorder = recorder or RequestRecorder()
-    recorder.track(app.app_id for app in apps)
+    recorder.track((app.app_id for app in apps), endpoints)
     return Snapshot(apps=apps, requests=recorder.snapshot(app.app_id for app in apps))
 
 

@@ -10,6 +10,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import Simulator
+from exporter.stats import TASK_LIST
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for, write_config
 from tests.support.tools import scrape, wait_until
 
@@ -40,18 +41,23 @@ def test_sighup_adds_and_removes_apps_and_keeps_counters(
     )
     exporter = start_exporter("--config.file", str(path))
     wait_until(lambda: metric(exporter.url, "aivoice_up", app_id=A) == 1)
-    sent = metric(exporter.url, "aivoice_api_requests_total", app_id=A)
+    sent = metric(exporter.url, "aivoice_api_requests_total", app_id=A, endpoint=TASK_LIST)
 
     write_config(path, only_app(simulator, B, poll={"interval_seconds": 3600}))
     exporter.popen.send_signal(signal.SIGHUP)
     # B is polled at once, not an hour later.
     wait_until(lambda: metric(exporter.url, "aivoice_up", app_id=B) == 1)
     assert metric(exporter.url, "aivoice_up", app_id=A) is None
-    assert metric(exporter.url, "aivoice_api_requests_total", app_id=A) is None
+    assert metric(exporter.url, "aivoice_api_requests_total", app_id=A, endpoint=TASK_LIST) is None
 
     write_config(path, config_for(simulator, poll={"interval_seconds": 3600}))
     exporter.popen.send_signal(signal.SIGHUP)
-    wait_until(lambda: (metric(exporter.url, "aivoice_api_requests_total", app_id=A) or 0) > sent)
+    wait_until(
+        lambda: (
+            (metric(exporter.url, "aivoice_api_requests_total", app_id=A, endpoint=TASK_LIST) or 0)
+            > sent
+        )
+    )
     assert metric(exporter.url, "aivoice_config_last_reload_successful") == 1
 
 
@@ -65,8 +71,12 @@ def test_bad_reload_keeps_the_running_config(
     exporter.popen.send_signal(signal.SIGHUP)
     wait_until(lambda: metric(exporter.url, "aivoice_config_last_reload_successful") == 0)
     exporter.wait_for_line(r"Reload failed.*accounts\[0\]\.api_secret: missing")
-    polls = metric(exporter.url, "aivoice_api_requests_total", app_id=A)
-    wait_until(lambda: metric(exporter.url, "aivoice_api_requests_total", app_id=A) > polls)
+    polls = metric(exporter.url, "aivoice_api_requests_total", app_id=A, endpoint=TASK_LIST)
+    wait_until(
+        lambda: (
+            metric(exporter.url, "aivoice_api_requests_total", app_id=A, endpoint=TASK_LIST) > polls
+        )
+    )
     assert metric(exporter.url, "aivoice_up", app_id=A) == 1
     assert exporter.popen.poll() is None
 

@@ -141,8 +141,9 @@ def sample_sums(text: str) -> tuple[dict[str, float], dict[str, float], int]:
     up = 0
     for family in parse_text(text):
         for sample in family.samples:
-            if sample.name == "aivoice_api_requests_total":
-                requests_by_app[sample.labels["app_id"]] = sample.value
+            if sample.name == "aivoice_api_requests_total":  # Summed over the endpoints.
+                app_id = sample.labels["app_id"]
+                requests_by_app[app_id] = requests_by_app.get(app_id, 0.0) + sample.value
             elif sample.name == "aivoice_api_errors_total" and sample.value:
                 errors[sample.labels["code"]] += int(sample.value)
             elif sample.name == "aivoice_up" and sample.value == 1:

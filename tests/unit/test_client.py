@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,10 +18,11 @@ from exporter.codes import TASK_LIST_CODES, PollError, explain
 from exporter.config import Account, ApiConfig
 from exporter.simulator import Faults, Simulator
 from exporter.snapshot import Task
-from exporter.stats import RequestRecorder
+from exporter.stats import RECORD_QUERY, TASK_LIST, RequestRecorder
 from exporter.transport import Transport
 from exporter.workers import WorkerPool
 from tests.support import hostile_api
+from tests.support.clock import FakeClock
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS
 from tests.support.hostile_api import HostileApi
 from tests.support.records import record
@@ -37,11 +39,12 @@ class Harness:
     def tasks(self, app_id: str = APP) -> tuple[Task, ...]:
         return self.client.read_tasks(app_id).tasks
 
-    def requests_sent(self, app_id: str = APP) -> int:
-        return self.recorder.snapshot([app_id])[app_id].requests
+    def requests_sent(self, app_id: str = APP, endpoint: str = TASK_LIST) -> int:
+        return self.recorder.snapshot([app_id])[app_id].endpoints[endpoint].requests
 
-    def errors(self, app_id: str = APP) -> dict[str, int]:
-        counts = self.recorder.snapshot([app_id])[app_id].errors
+    def errors(self, app_id: str = APP, endpoint: str = TASK_LIST) -> dict[str, int]:
+        endpoints = self.recorder.snapshot([app_id])[app_id].endpoints
+        counts = endpoints[endpoint].errors if endpoint in endpoints else {}
         return {code: n for code, n in counts.items() if n}
 
 
@@ -349,6 +352,112 @@ def test_secret_never_appears_in_errors_or_repr(pinned: Simulator, make_client: 
     assert "super-secret-xyz" not in repr(harness.client)
 
 
+# ---------------------------------------------------------------------- call records (recordQuery)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def still(clock: FakeClock) -> Iterator[Simulator]:
+    """A simulator whose time stands still, so the calls that have ended stay as they are."""
+    sim = Simulator(API_KEY, API_SECRET, APP_IDS, seed=7, clock=clock).start("127.0.0.1", 0)
+    yield sim
+    sim.stop()
+
+
+def call_ids(sim: Simulator, start: float, end: float) -> list[str]:
+    return [call["callId"] for call in sim.calls(APP, start, end)]
+
+
+def test_read_calls_returns_exactly_the_windows_calls(
+    still: Simulator, clock: FakeClock, make_client: MakeClient
+) -> None:
+    start, end = clock.now - 120, clock.now - 60
+    read = make_client(still, clock=clock, page_size=50).client.read_calls(APP, start, end)
+    expected = call_ids(still, start, end)
+    assert expected and [record.call_id for record in read.records] == expected
+    assert (read.rejected, read.truncated) == ((), False)
+
+
+def test_read_calls_reads_every_page(
+    still: Simulator, clock: FakeClock, make_client: MakeClient
+) -> None:
+    start, end = clock.now - 60, clock.now
+    harness = make_client(still, clock=clock, page_size=25)
+    read = harness.client.read_calls(APP, start, end)
+    pages = math.ceil(len(call_ids(still, start, end)) / 25)
+    assert pages > 3 and harness.requests_sent(endpoint=RECORD_QUERY) == pages
+    assert len({record.call_id for record in read.records}) == len(read.records)
+
+
+def test_read_calls_names_the_queried_app_on_every_record(
+    still: Simulator, clock: FakeClock, make_client: MakeClient
+) -> None:
+    read = make_client(still, clock=clock).client.read_calls(APP, clock.now - 60, clock.now)
+    assert read.records and {record.app_id for record in read.records} == {APP}
+
+
+def test_read_calls_writes_the_window_in_the_configured_zone(
+    still: Simulator, clock: FakeClock, make_client: MakeClient
+) -> None:
+    # The simulator reads windows as +08:00; a client set to +09:00 writes every moment one
+    # hour later on the clock face, so it must ask an hour earlier to get the same calls.
+    harness = make_client(still, clock=clock, create_time_zone=dt.timezone(dt.timedelta(hours=9)))
+    start, end = clock.now - 120, clock.now - 60
+    read = harness.client.read_calls(APP, start - 3600, end - 3600)
+    expected = call_ids(still, start, end)
+    assert expected and [record.call_id for record in read.records] == expected
+
+
+def test_read_calls_of_an_empty_window_is_empty(
+    still: Simulator, clock: FakeClock, make_client: MakeClient
+) -> None:
+    harness = make_client(still, clock=clock)
+    read = harness.client.read_calls(APP, clock.now - 86400 * 30, clock.now - 86400 * 29)
+    assert (read.records, read.rejected) == ((), ())
+    assert harness.requests_sent(endpoint=RECORD_QUERY) == 1
+
+
+def test_read_calls_passes_on_unreadable_records_and_keeps_the_rest(
+    still: Simulator, clock: FakeClock, make_client: MakeClient
+) -> None:
+    start, end = clock.now - 60, clock.now
+    still.fail_next(1, "poison", variant="superscript_digit", endpoint="recordQuery")
+    read = make_client(still, clock=clock, page_size=50).client.read_calls(APP, start, end)
+    expected = call_ids(still, start, end)
+    assert read.rejected == ("chargedDuration is not a number",)
+    assert [record.call_id for record in read.records] == expected[1:]
+
+
+def test_a_record_query_failure_is_counted_under_record_query_only(
+    still: Simulator, clock: FakeClock, make_client: MakeClient
+) -> None:
+    still.fail_next(1, "http_5xx", http_status=503, endpoint="recordQuery")
+    harness = make_client(still, clock=clock)
+    assert harness.tasks()  # Comes first, and must not take the recordQuery fault.
+    start, end = clock.now - 60, clock.now
+    read = harness.client.read_calls(APP, start, end)
+    pages = math.ceil(len(call_ids(still, start, end)) / 100)
+    assert [record.call_id for record in read.records] == call_ids(still, start, end)
+    assert harness.errors(endpoint=RECORD_QUERY) == {"http_503": 1}
+    assert harness.requests_sent(endpoint=RECORD_QUERY) == pages + 1  # One retried.
+    assert harness.errors(endpoint=TASK_LIST) == {}
+
+
+def test_a_record_query_api_error_fails_the_read(
+    still: Simulator, clock: FakeClock, make_client: MakeClient
+) -> None:
+    still.fail_next(1, "api_code", api_code="-5", endpoint="recordQuery")
+    harness = make_client(still, clock=clock)
+    with pytest.raises(PollError) as caught:
+        harness.client.read_calls(APP, clock.now - 60, clock.now)
+    assert caught.value.code == "-5"
+    assert harness.errors(endpoint=RECORD_QUERY) == {"-5": 1}
+
+
 # ------------------------------------------------- against a hostile server: redirects, Retry-After
 
 
@@ -396,7 +505,7 @@ def test_a_redirect_is_counted_once_and_not_retried(
     api.always(hostile_api.redirect(elsewhere.url(), 307))
     with pytest.raises(PollError):
         reader.read_tasks(APP)
-    stats = recorder.snapshot([APP])[APP]
+    stats = recorder.snapshot([APP])[APP].endpoints[TASK_LIST]
     assert (stats.requests, stats.errors["http_307"]) == (1, 1)
     assert elsewhere.requests == []
 
@@ -413,7 +522,7 @@ def test_retry_after_holds_the_next_request_at_least_that_long(
     tasks = reader.read_tasks(APP).tasks
     waited = time.monotonic() - started
     assert [task.job_id for task in tasks] == ["1"]
-    assert recorder.snapshot([APP])[APP].errors["http_429"] == 1
+    assert recorder.snapshot([APP])[APP].endpoints[TASK_LIST].errors["http_429"] == 1
     assert len(api.requests) == 2
     assert waited >= (1.0 if header == "date" else 2.0)  # A date is whole seconds: 1 s or more.
 

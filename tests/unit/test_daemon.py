@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter.config import parse_config
 from exporter.daemon import Daemon
 from exporter.simulator import Faults, Simulator
+from exporter.stats import TASK_LIST
 from tests.support.configs import API_SECRET, APP_IDS, config_for
 from tests.support.records import record
 from tests.support.tools import wait_until
@@ -96,8 +97,8 @@ def test_failing_app_keeps_last_data_and_other_app_is_untouched(
     assert running.value("aivoice_task_calls", app_id=A, job_id="1") == 100
     assert running.value("aivoice_up", app_id=B) == 1
     assert running.value("aivoice_task_calls", app_id=B, job_id="2") == 100
-    assert running.value("aivoice_api_errors_total", app_id=A, code="-6") >= 1
-    assert running.value("aivoice_api_errors_total", app_id=B, code="-6") == 0
+    assert running.value("aivoice_api_errors_total", app_id=A, code="-6", endpoint=TASK_LIST) >= 1
+    assert running.value("aivoice_api_errors_total", app_id=B, code="-6", endpoint=TASK_LIST) == 0
 
 
 @pytest.mark.slow
@@ -134,7 +135,15 @@ def test_failure_is_logged_once_with_an_explanation(
     caplog.set_level(logging.DEBUG, logger="exporter")
     simulator.set_faults(Faults(api_code="-4", app_ids=(A,)))
     running = run_daemon()
-    wait_until(lambda: (running.value("aivoice_api_errors_total", app_id=A, code="-4") or 0) >= 3)
+    wait_until(
+        lambda: (
+            (
+                running.value("aivoice_api_errors_total", app_id=A, code="-4", endpoint=TASK_LIST)
+                or 0
+            )
+            >= 3
+        )
+    )
     warnings = [
         r
         for r in caplog.records
@@ -154,7 +163,9 @@ def test_secret_never_appears_in_logs_or_metrics(
     caplog.set_level(logging.DEBUG)
     simulator.set_faults(Faults(api_code="-1"))
     running = run_daemon()
-    wait_until(lambda: running.value("aivoice_api_errors_total", app_id=A, code="-1"))
+    wait_until(
+        lambda: running.value("aivoice_api_errors_total", app_id=A, code="-1", endpoint=TASK_LIST)
+    )
     assert API_SECRET not in running.text()
     assert API_SECRET not in caplog.text
 

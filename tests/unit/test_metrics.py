@@ -47,8 +47,15 @@ from exporter.metrics import (
     render,
     status_sums,
 )
-from exporter.snapshot import KNOWN_STATUSES, AppSnapshot, RequestStats, Snapshot, Task
-from exporter.stats import DURATION_BOUNDS, RequestRecorder
+from exporter.snapshot import (
+    KNOWN_STATUSES,
+    AppSnapshot,
+    EndpointStats,
+    RequestStats,
+    Snapshot,
+    Task,
+)
+from exporter.stats import DURATION_BOUNDS, ENDPOINTS, RECORD_QUERY, TASK_LIST, RequestRecorder
 from exporter.wire import Page, parse_page
 from tests.support.exposition import (
     ODD_NAMES,
@@ -222,10 +229,19 @@ def test_app_without_data_has_health_but_no_task_series() -> None:
     assert not [name for name, _ in got if name == "aivoice_poll_last_success_timestamp_seconds"]
 
 
+TASK_LIST_A = (("app_id", "A"), ("endpoint", TASK_LIST))
+RECORD_QUERY_A = (("app_id", "A"), ("endpoint", RECORD_QUERY))
+
+
+def with_code(labels: tuple[tuple[str, str], ...], code: str) -> tuple[tuple[str, str], ...]:
+    """The labels of an error sample, sorted as `samples` keys them."""
+    return tuple(sorted((*labels, ("code", code))))
+
+
 def test_error_codes_start_at_zero() -> None:
     got = samples(rendered(snapshot(app("A", ()))))
     for code in TASK_LIST_CODES + TRANSPORT_CODES:
-        assert got[("aivoice_api_errors_total", (("app_id", "A"), ("code", code)))] == 0
+        assert got[("aivoice_api_errors_total", with_code(TASK_LIST_A, code))] == 0
 
 
 def test_request_counts_and_histogram() -> None:
@@ -233,20 +249,54 @@ def test_request_counts_and_histogram() -> None:
     recorder.observe("A", 0.07, None)
     recorder.observe("A", 3.0, "timeout")
     got = samples(rendered(snapshot(app("A", ()), recorder=recorder)))
-    assert got[("aivoice_api_requests_total", (("app_id", "A"),))] == 2
-    assert got[("aivoice_api_errors_total", (("app_id", "A"), ("code", "timeout")))] == 1
+    assert got[("aivoice_api_requests_total", TASK_LIST_A)] == 2
+    assert got[("aivoice_api_errors_total", with_code(TASK_LIST_A, "timeout"))] == 1
     bucket = "aivoice_api_request_duration_seconds_bucket"
-    assert got[(bucket, (("app_id", "A"), ("le", "0.1")))] == 1
-    assert got[(bucket, (("app_id", "A"), ("le", "5.0")))] == 2
-    assert got[(bucket, (("app_id", "A"), ("le", "+Inf")))] == 2
-    assert got[("aivoice_api_request_duration_seconds_sum", (("app_id", "A"),))] == 3.07
+    assert got[(bucket, (*TASK_LIST_A, ("le", "0.1")))] == 1
+    assert got[(bucket, (*TASK_LIST_A, ("le", "5.0")))] == 2
+    assert got[(bucket, (*TASK_LIST_A, ("le", "+Inf")))] == 2
+    assert got[("aivoice_api_request_duration_seconds_sum", TASK_LIST_A)] == 3.07
 
 
 def test_request_stats_without_buckets_have_no_histogram() -> None:
-    snap = Snapshot((app("A", ()),), MappingProxyType({"A": RequestStats(requests=3)}))
+    endpoints = MappingProxyType({TASK_LIST: EndpointStats(requests=3)})
+    snap = Snapshot((app("A", ()),), MappingProxyType({"A": RequestStats(endpoints=endpoints)}))
     got = samples(rendered(snap), openmetrics=True)
-    assert got[("aivoice_api_requests_total", (("app_id", "A"),))] == 3
+    assert got[("aivoice_api_requests_total", TASK_LIST_A)] == 3
     assert not [name for name, _ in got if name.startswith("aivoice_api_request_duration")]
+
+
+def test_record_query_series_are_absent_while_it_is_not_tracked() -> None:
+    got = samples(rendered(snapshot(app("A", ()))))
+    endpoints = {dict(labels).get("endpoint") for name, labels in got if "aivoice_api_" in name}
+    assert endpoints == {TASK_LIST}
+
+
+def test_tracked_record_query_series_start_at_zero() -> None:
+    got = samples(rendered(snapshot(app("A", ()), endpoints=ENDPOINTS)))
+    assert got[("aivoice_api_requests_total", RECORD_QUERY_A)] == 0
+    for code in TASK_LIST_CODES + TRANSPORT_CODES:
+        assert got[("aivoice_api_errors_total", with_code(RECORD_QUERY_A, code))] == 0
+    assert got[("aivoice_api_request_duration_seconds_count", RECORD_QUERY_A)] == 0
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_requests_are_counted_per_endpoint(openmetrics: bool) -> None:
+    recorder = RequestRecorder()
+    recorder.observe("A", 0.07, None)
+    recorder.observe("A", 0.3, "-5", endpoint=RECORD_QUERY)
+    recorder.observe("A", 2.0, None, endpoint=RECORD_QUERY)
+    got = samples(
+        rendered(snapshot(app("A", ()), recorder=recorder, endpoints=ENDPOINTS)), openmetrics
+    )
+    requests = "aivoice_api_requests_total"
+    assert (got[(requests, TASK_LIST_A)], got[(requests, RECORD_QUERY_A)]) == (1, 2)
+    errors = "aivoice_api_errors_total"
+    assert got[(errors, with_code(RECORD_QUERY_A, "-5"))] == 1
+    task_list_errors = [v for (n, lb), v in got.items() if n == errors and TASK_LIST_A[1] in lb]
+    assert task_list_errors and not any(task_list_errors)
+    count = "aivoice_api_request_duration_seconds_count"
+    assert (got[(count, TASK_LIST_A)], got[(count, RECORD_QUERY_A)]) == (1, 2)
 
 
 @pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
@@ -353,19 +403,22 @@ def reference(snap: Snapshot, settings: MetricsConfig, reload: ReloadStatus) -> 
             flags = [str(t.hangup_sms).lower(), str(t.dialog_flow_unbound).lower()]
             info = [t.name, t.status, t.mode, t.dialog_flow, t.line, *flags]
             per_app["aivoice_task"].add_metric([a, t.job_id, *info], {})
-    requests = CounterMetricFamily(m.API_REQUESTS.name, m.API_REQUESTS.help, labels=["app_id"])
-    errors = CounterMetricFamily(m.API_ERRORS.name, m.API_ERRORS.help, labels=["app_id", "code"])
-    duration = HistogramMetricFamily(m.API_DURATION.name, m.API_DURATION.help, labels=["app_id"])
+    per_endpoint = ["app_id", "endpoint"]
+    requests = CounterMetricFamily(m.API_REQUESTS.name, m.API_REQUESTS.help, labels=per_endpoint)
+    errors = CounterMetricFamily(
+        m.API_ERRORS.name, m.API_ERRORS.help, labels=[*per_endpoint, "code"]
+    )
+    duration = HistogramMetricFamily(m.API_DURATION.name, m.API_DURATION.help, labels=per_endpoint)
     reads = CounterMetricFamily(m.POLL_READS.name, m.POLL_READS.help, labels=["app_id", "result"])
     bounds = [*(repr(float(b)) for b in DURATION_BOUNDS), "+Inf"]
     for a, stats in snap.requests.items():
-        requests.add_metric([a], stats.requests)
-        for code, count in sorted(stats.errors.items()):
-            errors.add_metric([a, code], count)
-        if len(stats.duration_buckets) == len(bounds):
-            duration.add_metric(
-                [a], list(zip(bounds, stats.duration_buckets, strict=True)), stats.duration_sum
-            )
+        for endpoint, counts in sorted(stats.endpoints.items()):
+            requests.add_metric([a, endpoint], counts.requests)
+            for code, count in sorted(counts.errors.items()):
+                errors.add_metric([a, endpoint, code], count)
+            if len(counts.duration_buckets) == len(bounds):
+                buckets = list(zip(bounds, counts.duration_buckets, strict=True))
+                duration.add_metric([a, endpoint], buckets, counts.duration_sum)
         for result, count in sorted(stats.reads.items()):
             reads.add_metric([a, result], count)
     return [build, successful, reloaded, *per_app.values(), requests, errors, duration, reads]
@@ -399,16 +452,27 @@ TASKS = st.builds(
 )
 
 
+COUNTS_SENT = st.integers(0, 2**53)
+
+
 @st.composite
-def request_stats(draw: st.DrawFn) -> RequestStats:
-    counts = st.integers(0, 2**53)
+def endpoint_stats(draw: st.DrawFn) -> EndpointStats:
     steps = draw(st.lists(st.integers(0, 1000), min_size=len(DURATION_BOUNDS) + 1))
     buckets = tuple(sum(steps[: n + 1]) for n in range(len(steps)))
-    return RequestStats(
-        requests=draw(counts),
-        errors=MappingProxyType(draw(st.dictionaries(LABEL_TEXT, counts, max_size=4))),
+    return EndpointStats(
+        requests=draw(COUNTS_SENT),
+        errors=MappingProxyType(draw(st.dictionaries(LABEL_TEXT, COUNTS_SENT, max_size=4))),
         duration_buckets=draw(st.just(buckets) | st.just(())),
         duration_sum=draw(st.floats(0, 1e9)),
+    )
+
+
+@st.composite
+def request_stats(draw: st.DrawFn) -> RequestStats:
+    counts = COUNTS_SENT
+    endpoints = draw(st.dictionaries(st.sampled_from(ENDPOINTS), endpoint_stats()))
+    return RequestStats(
+        endpoints=MappingProxyType(endpoints),
         reads=MappingProxyType(
             draw(st.dictionaries(st.sampled_from(["consistent", "reread", "inconsistent"]), counts))
         ),

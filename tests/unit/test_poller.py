@@ -17,7 +17,7 @@ from exporter.daemon import Daemon
 from exporter.poller import Poller
 from exporter.simulator import Faults, Simulator
 from exporter.snapshot import AppSnapshot, Snapshot
-from exporter.stats import RequestRecorder
+from exporter.stats import TASK_LIST, RequestRecorder
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for
 from tests.support.records import record
 from tests.support.simulator_process import SimulatorProcess
@@ -166,7 +166,7 @@ def test_poison_values_are_invalid_responses_not_crashes(
         poller.close()
     (a,) = (app for app in snapshot.apps if app.app_id == "APP_A")
     assert not a.up
-    assert snapshot.requests["APP_A"].errors["invalid_response"] >= 1
+    assert snapshot.requests["APP_A"].endpoints[TASK_LIST].errors["invalid_response"] >= 1
 
 
 def test_counts_whose_sum_overflows_a_float_never_reach_the_render(simulator: Simulator) -> None:
