@@ -29,14 +29,21 @@ log = logging.getLogger(__name__)
 class Daemon:
     """One exporter: a poller publishing expositions that an HTTP server hands out.
 
-    `load_config` re-reads the config for a reload; without it, reloads are refused.
+    `load_config` re-reads the config for a reload; without it, reloads are refused. `clock`
+    (Unix seconds) signs requests and places the call-record windows.
     """
 
-    def __init__(self, config: Config, *, load_config: Callable[[], Config] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        load_config: Callable[[], Config] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.stop_event = threading.Event()
         self._load_config = load_config
         self._lock = threading.Lock()
-        self.calls = CallLedger(config)
+        self.calls = CallLedger(config, clock=clock)
         self._renderer = Renderer(config.metrics, self.calls.snapshot)
         self._reload_status = ReloadStatus(successful=True, success_seconds=time.time())
         self._last: Snapshot | None = None
@@ -48,6 +55,7 @@ class Daemon:
             publish=self._publish,
             stop=self.stop_event,
             calls=self.calls,
+            clock=clock,
         )
         self._push_config = config.push
         self._security: WebSecurity | None = None

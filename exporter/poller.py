@@ -114,7 +114,7 @@ class Poller:
         self._publish_lock = threading.Lock()
         self._states: dict[str, _AppState] = {}
         self._latest: dict[str, AppSnapshot] = {}
-        self._running: set[str] = set()
+        self._running: dict[str, Future[None]] = {}  # Polls under way, by app.
         self._wake = threading.Event()
         self._rescheduled = False
         self._wiring = self._configure(config)
@@ -170,41 +170,45 @@ class Poller:
         return self._snapshot()  # Each app's end published it already.
 
     def _start(self, wiring: _Wiring, app_id: str) -> Future[None]:
+        """Submit the app's poll; if it is still running, skip this round and hand back the
+        running poll's future, so that `poll_once` waits for it."""
         with self._lock:
-            if app_id in self._running:
+            running = self._running.get(app_id)
+            if running is not None:
                 log.debug("Poll still running; skipping a round", extra={"app_id": app_id})
-                done: Future[None] = Future()
-                done.set_result(None)
-                return done
-            self._running.add(app_id)
+                return running
+            placeholder: Future[None] = Future()  # Until the pool's own future exists.
+            self._running[app_id] = placeholder
             wiring.running += 1
         future = wiring.polls.submit(lambda: self._poll_and_publish(wiring, app_id))
+        future.add_done_callback(lambda done: _pass_on(done, placeholder))
         if future.cancelled():  # The wiring closed meanwhile (shutdown): nothing will run.
             with self._lock:
-                self._running.discard(app_id)
+                self._running.pop(app_id, None)
                 wiring.running -= 1
         return future
 
     def _poll_and_publish(self, wiring: _Wiring, app_id: str) -> None:
+        """The app's task poll, published; then, with `calls.enabled`, its call records."""
         try:
             app = self._poll_app(wiring, app_id)
+            with self._lock:
+                if app_id not in self._states:
+                    return  # Removed by a reload while it was being polled.
+                self._latest[app_id] = app
+            self._publish_snapshot()
+            if self._calls is not None and wiring.config.calls.enabled:
+                self._poll_calls(wiring, app_id, self._calls)
+                self._publish_snapshot()  # The recordQuery request counts.
         except Stopped:
             return
         finally:
             with self._lock:
-                self._running.discard(app_id)
+                self._running.pop(app_id, None)
                 wiring.running -= 1
                 last_of_retired = wiring.retired and wiring.running == 0
             if last_of_retired:
                 wiring.close()
-        with self._lock:
-            if app_id not in self._states:
-                return  # Removed by a reload while it was being polled.
-            self._latest[app_id] = app
-        self._publish_snapshot()
-        if self._calls is not None and wiring.config.calls.enabled:
-            self._poll_calls(wiring, app_id, self._calls)
-            self._publish_snapshot()  # The recordQuery request counts.
 
     def _publish_snapshot(self) -> None:
         """Publish every app's latest; serialised, so snapshots reach the renderer in order."""
@@ -342,6 +346,16 @@ class Poller:
 
     def close(self) -> None:
         self._wiring.close()
+
+
+def _pass_on(done: Future[None], placeholder: Future[None]) -> None:
+    """Settle the placeholder a skipped round hands out the way the poll itself ended."""
+    if done.cancelled():
+        placeholder.cancel()
+    elif done.exception() is not None:
+        placeholder.set_exception(done.exception())
+    else:
+        placeholder.set_result(None)
 
 
 def _endpoints(config: Config) -> tuple[str, ...]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import random
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -84,6 +85,8 @@ from exporter.simulator.hostile import (
 )
 from exporter.simulator.push import Pusher, PushSettings
 from exporter.simulator.server import ApiHandler, CaptureHandler, Server, url_host
+
+_KEPT_WINDOWS = 16  # recordQuery windows whose calls are kept for their next pages
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +166,7 @@ class Simulator:
         self._serving: list[tuple[Server, threading.Thread]] = []
         self._stopping = threading.Event()
         self._record_queries = 0
+        self._windows: OrderedDict[tuple[str, int, int, int], list[Call]] = OrderedDict()
         self._pusher: Pusher | None = None
         self._push_cursor = 0.0  # simulated time up to which ended calls were pushed
         # PushSettings' fields after the URL, in order.
@@ -491,8 +495,20 @@ class Simulator:
         return Reply(body=json_bytes(self._page(query, now, faults)), delay=delay)
 
     def _call_page(self, query: Query, now: float) -> dict[str, Any]:
-        """One recordQuery page: the window's ended calls, oldest end first."""
-        found = self._calls(query.app_id, query.start_time, query.end_time, now)
+        """One recordQuery page: the window's ended calls, oldest end first.
+
+        The window's calls are drawn once per second of the clock and kept for the pages that
+        follow: drawing them all again for each page made a read cost pages x calls.
+        """
+        key = (query.app_id, query.start_time, query.end_time, math.floor(now))
+        with self._lock:
+            found = self._windows.get(key)
+        if found is None:
+            found = self._calls(query.app_id, query.start_time, query.end_time, key[3])
+            with self._lock:
+                self._windows[key] = found
+                while len(self._windows) > _KEPT_WINDOWS:
+                    self._windows.popitem(last=False)
         size = self._server_page_size or query.size
         first = (query.current - 1) * size
         records = [query_record(c) for c in found[first : first + size]]
