@@ -156,7 +156,9 @@ def test_every_panel_has_a_description_unit_and_thresholds(dashboard: dict[str, 
         assert steps and steps[0]["value"] is None, f"{panel['title']}: thresholds"
 
 
-def test_campaigns_table_shows_task_status_progress_rate_and_eta(dashboard: dict[str, Any]) -> None:
+def test_campaigns_table_shows_task_status_progress_rate_answer_rate_and_eta(
+    dashboard: dict[str, Any],
+) -> None:
     panel = next(p for p in all_panels(dashboard) if p["title"] == "Campaign progress")
     organize = next(t for t in panel["transformations"] if t["id"] == "organize")
     columns = set(organize["options"]["renameByName"].values())
