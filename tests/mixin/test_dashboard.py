@@ -25,6 +25,7 @@ from tests.support.mixin import (
     load_dashboard,
     metric_names,
     recorded_names,
+    targets,
     used_metric_names,
     variable_queries,
 )
@@ -35,6 +36,7 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 ROW_TITLES = (
     "Exporter and API health",
     "Account at a glance",
+    "Calls",
     "Campaigns",
     "Running tasks making no progress",
 )
@@ -154,11 +156,70 @@ def test_every_panel_has_a_description_unit_and_thresholds(dashboard: dict[str, 
         assert steps and steps[0]["value"] is None, f"{panel['title']}: thresholds"
 
 
-def test_campaigns_table_shows_task_status_progress_rate_and_eta(dashboard: dict[str, Any]) -> None:
+def test_campaigns_table_shows_task_status_progress_rate_answer_rate_and_eta(
+    dashboard: dict[str, Any],
+) -> None:
     panel = next(p for p in all_panels(dashboard) if p["title"] == "Campaign progress")
     organize = next(t for t in panel["transformations"] if t["id"] == "organize")
     columns = set(organize["options"]["renameByName"].values())
     assert {"Task", "Status", "Completed", "Total", "Progress", "Calls/min", "ETA"} <= columns
+    assert "Answer rate" in columns
+
+
+def test_campaign_answer_rate_joins_the_per_task_rule_on_job_id(dashboard: dict[str, Any]) -> None:
+    panel = next(p for p in all_panels(dashboard) if p["title"] == "Campaign progress")
+    organize = next(t for t in panel["transformations"] if t["id"] == "organize")
+    renamed = organize["options"]["renameByName"]
+    (ref_id,) = [name.removeprefix("Value #") for name, v in renamed.items() if v == "Answer rate"]
+    (target,) = [t for t in panel["targets"] if t["refId"] == ref_id]
+    assert metric_names(target["expr"]) == {
+        "app_id_job_id:aivoice_task_call_results_answered:ratio_increase1h",
+        "aivoice_task_info",
+    }
+    assert "on (job, instance, app_id, job_id) group_left (name, status)" in target["expr"]
+
+
+def panels_in_row(dashboard: dict[str, Any], title: str) -> dict[str, dict[str, Any]]:
+    """title -> panel, for the panels between the row and the next one down."""
+    rows = sorted(p["gridPos"]["y"] for p in dashboard["panels"] if p["type"] == "row")
+    top = next(p["gridPos"]["y"] for p in dashboard["panels"] if p["title"] == title)
+    bottom = next((y for y in rows if y > top), float("inf"))
+    return {
+        p["title"]: p
+        for p in all_panels(dashboard)
+        if p["type"] != "row" and top < p["gridPos"]["y"] < bottom
+    }
+
+
+def test_calls_row_shows_what_the_call_outcomes_issue_asks_for(dashboard: dict[str, Any]) -> None:
+    panels = panels_in_row(dashboard, "Calls")
+    exprs = {title: " ".join(t["expr"] for t in p["targets"]) for title, p in panels.items()}
+    assert "app_id:aivoice_call_results_answered:ratio_increase1h" in exprs["Answer rate (1h)"]
+    assert "aivoice_calls_up" in exprs["Call record polls"]
+    outcomes = panels["Call outcomes"]
+    assert "by (result)" in exprs["Call outcomes"]
+    assert outcomes["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
+    talk = panels["Talk time p50 / p95"]["targets"]
+    assert [t["expr"].split(",")[0] for t in talk] == [
+        "histogram_quantile(0.5",
+        "histogram_quantile(0.95",
+    ]
+    assert all("aivoice_call_talk_duration_seconds_bucket" in t["expr"] for t in talk)
+    assert "aivoice_call_billed_seconds_total" in exprs["Billed minutes per hour"]
+    assert "by (app_id, currency)" in exprs["Spend per hour"]
+    assert "by (source, outcome)" in exprs["Call records by source and outcome"]
+
+
+# Metrics that carry no app_id: a query of only these cannot follow the App variable.
+NO_APP_ID = frozenset({"up", "aivoice_push_requests_total"})
+
+
+def test_every_query_follows_the_job_and_app_variables(dashboard: dict[str, Any]) -> None:
+    for panel, target in targets(dashboard):
+        where = (panel["title"], target["refId"])
+        assert 'job=~"$job"' in target["expr"], where
+        if metric_names(target["expr"]) - NO_APP_ID:
+            assert 'app_id=~"$app_id"' in target["expr"], where
 
 
 def test_table_columns_name_only_queries_that_exist(dashboard: dict[str, Any]) -> None:

@@ -34,6 +34,11 @@ REQUIRED_ALERTS = frozenset(
         "AivoiceApiErrorRatioHigh",
         "AivoiceTaskStalled",
         "AivoiceTaskFinishedLowCompletion",
+        "AivoiceCallRecordsFailing",
+        "AivoiceAnswerRateLow",
+        "AivoiceLineFailing",
+        "AivoiceCallLoss",
+        "AivoicePushRejected",
     }
 )
 

@@ -20,7 +20,7 @@ ALERTS = ROOT / "prometheus" / "alerts.yml"
 
 # The metrics the README's table promises (names as they appear on /metrics), written out here
 # on purpose: the dashboard must follow the promise, not whatever the code emits today.
-_HISTOGRAMS = ("aivoice_api_request_duration_seconds",)
+_HISTOGRAMS = ("aivoice_api_request_duration_seconds", "aivoice_call_talk_duration_seconds")
 EXPORTED_METRICS = frozenset(
     {
         "aivoice_up",
@@ -40,6 +40,16 @@ EXPORTED_METRICS = frozenset(
         # The outcome of the latest config load or reload.
         "aivoice_config_last_reload_successful",
         "aivoice_config_last_reload_success_timestamp_seconds",
+        # Call outcomes, from recordQuery polls and the push (calls.enabled, push.listen_address).
+        "aivoice_calls_up",
+        "aivoice_call_results_total",
+        "aivoice_call_billed_seconds_total",
+        "aivoice_call_cost_total",
+        "aivoice_call_hangups_total",
+        "aivoice_call_intents_total",
+        "aivoice_task_call_results_total",
+        "aivoice_call_records_total",
+        "aivoice_push_requests_total",
     }
     | {f"{name}_{suffix}" for name in _HISTOGRAMS for suffix in ("bucket", "sum", "count")}
 )

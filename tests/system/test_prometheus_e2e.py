@@ -1,6 +1,9 @@
 """The dashboard and the rules against the real programs: simulator -> exporter -> Prometheus ->
 Alertmanager, all on 127.0.0.1 with ephemeral ports and temporary directories.
 
+The exporter polls recordQuery (`calls.enabled`) and runs its push listener, which the
+simulator pushes every call to, so the call panels and rules see both sources.
+
 Prometheus (Debian's 2.42 here) scrapes the exporter every second with rules.yml and a copy of
 alerts.yml whose `for:` is shortened, and alerts to Alertmanager. The stack starts once for the
 module; every wait polls with a deadline, and every process is killed at the end.
@@ -43,6 +46,7 @@ pytestmark = pytest.mark.slow
 API_KEY = "e2eKey01"
 API_SECRET = "e2e-secret-value"
 APP_IDS = ("APP1", "APP2")
+PUSH_TOKEN = "e2e-push-token-0123456789"
 JOB = "aivoice"
 # What Grafana would put in place of the dashboard's variables ("All" apps and statuses).
 VARIABLES = {
@@ -66,6 +70,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def push_url(port: int, token: str = PUSH_TOKEN) -> str:
+    return f"http://127.0.0.1:{port}/push/call-record/{token}"
+
+
 def substitute(expr: str) -> str:
     """The dashboard's variables replaced as Grafana would; an unknown one is an error."""
     return _VARIABLE.sub(lambda m: VARIABLES[m.group(1) or m.group(2)], expr)
@@ -84,6 +92,7 @@ class Stack:
     exporter_url: str
     prometheus_url: str
     alertmanager_url: str
+    push_port: int
     processes: dict[str, Process]
 
     def logs(self) -> str:
@@ -131,6 +140,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     alertmanager = require_tool("prometheus-alertmanager", "alertmanager")
     work = tmp_path_factory.mktemp("e2e")
     processes: dict[str, Process] = {}
+    # The simulator needs the push URL before the exporter exists: the port is picked here.
+    push_port = free_port()
     try:
         processes["simulator"] = simulator = Process.start(
             "simulator",
@@ -148,6 +159,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 ",".join(APP_IDS),
                 "--seed",
                 "3",
+                "--push-url",
+                push_url(push_port),
+                # pushes made before the exporter listens are retried soon
+                "--push-retry-delay",
+                "0.5",
             ],
             cwd=work,
         )
@@ -156,6 +172,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "api": {"base_url": base_url, "timeout_seconds": 2, "max_requests_per_second": 100},
             "poll": {"interval_seconds": 1, "stale_after_seconds": 60},
             "accounts": [{"api_key": API_KEY, "api_secret": API_SECRET, "app_ids": list(APP_IDS)}],
+            "calls": {"enabled": True},
+            "push": {"listen_address": f"127.0.0.1:{push_port}", "token": PUSH_TOKEN},
         }
         (work / "exporter.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
         processes["exporter"] = exporter = start_exporter_process(
@@ -220,6 +238,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             exporter_url=f"http://{exporter_address}",
             prometheus_url=f"http://127.0.0.1:{prom_port}",
             alertmanager_url=f"http://127.0.0.1:{am_port}",
+            push_port=push_port,
             processes=processes,
         )
         for name, url in (
@@ -301,6 +320,15 @@ def test_every_metric_the_dashboard_and_rules_use_is_on_the_exporters_metrics(
     assert not missing, f"used by the dashboard or rules but not served: {missing}"
 
 
+def firing_alerts(stack: Stack, name: str) -> list[dict[str, Any]]:
+    response = requests.get(f"{stack.prometheus_url}/api/v1/alerts", timeout=10)
+    return [
+        a
+        for a in response.json()["data"]["alerts"]
+        if a["labels"]["alertname"] == name and a["state"] == "firing"
+    ]
+
+
 def every_app(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The alerts once there is one for every app, else nothing (to wait on)."""
     return alerts if {a["labels"]["app_id"] for a in alerts} == set(APP_IDS) else []
@@ -309,20 +337,12 @@ def every_app(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_authentication_failure_fires_in_prometheus_and_reaches_alertmanager(stack: Stack) -> None:
     stack.set_faults(api_code="-1")
     try:
-
-        def firing() -> list[dict[str, Any]]:
-            response = requests.get(f"{stack.prometheus_url}/api/v1/alerts", timeout=10)
-            return [
-                a
-                for a in response.json()["data"]["alerts"]
-                if a["labels"]["alertname"] == "AivoiceAuthenticationFailing"
-                and a["state"] == "firing"
-            ]
-
         # Each app is published as its own poll ends, so the apps' alerts may start a scrape
         # apart: wait for every app's.
         alerts = wait_for(
-            lambda: every_app(firing()), ALERT_TIMEOUT, "AivoiceAuthenticationFailing to fire"
+            lambda: every_app(firing_alerts(stack, "AivoiceAuthenticationFailing")),
+            ALERT_TIMEOUT,
+            "AivoiceAuthenticationFailing to fire",
         )
         assert {a["labels"]["app_id"] for a in alerts} == set(APP_IDS)
         assert {a["labels"]["code"] for a in alerts} == {"-1"}
@@ -351,3 +371,38 @@ def test_authentication_failure_fires_in_prometheus_and_reaches_alertmanager(sta
         assert {r["metric"]["code"] for r in result} == {"-1"}
     finally:
         stack.set_faults()
+
+
+def test_calls_from_both_sources_reach_the_call_rules(stack: Stack) -> None:
+    # A call is counted by whichever source sees it first: the other one reads a duplicate.
+    def sources() -> set[str]:
+        result = stack.query(
+            f"sum by (source) (aivoice_call_records_total"
+            f'{{job="{JOB}", outcome=~"counted|duplicate"}}) > 0'
+        )
+        return {r["metric"]["source"] for r in result} if len(result) == 2 else set()
+
+    assert wait_for(sources, DATA_TIMEOUT, "call records from polls and pushes") == {
+        "poll",
+        "push",
+    }
+    ratios = wait_for(
+        lambda: stack.query("app_id:aivoice_call_results_answered:ratio_increase1h"),
+        DATA_TIMEOUT,
+        "the answer ratio",
+    )
+    assert {r["metric"]["app_id"] for r in ratios} == set(APP_IDS)
+    assert all(0 <= float(r["value"][1]) <= 1 for r in ratios)
+
+
+def test_pushes_with_a_wrong_token_fire_push_rejected(stack: Stack) -> None:
+    for _ in range(6):
+        response = requests.post(
+            push_url(stack.push_port, "not-the-token-0123456"), data=b"{}", timeout=5
+        )
+        assert response.status_code == 404
+    alerts = wait_for(
+        lambda: firing_alerts(stack, "AivoicePushRejected"), ALERT_TIMEOUT, "AivoicePushRejected"
+    )
+    assert [a["labels"]["reason"] for a in alerts] == ["not_found"]
+    assert alerts[0]["annotations"]["runbook_url"].endswith("#aivoicepushrejected")
