@@ -74,6 +74,7 @@ CLOCK_SLACK_SECONDS = 300.0
 MAX_WINDOW_SECONDS = 86400.0
 # HTTP statuses the push listener answers, each at 0 from the start; others are bounded.
 PUSH_CODES = ("200", "400", "404", "413")
+MICROS = 1_000_000  # Costs are summed in millionths of the currency unit.
 MAX_PUSH_CODES = 20
 
 # Whether a remembered call has been counted, and whether its cost has.
@@ -126,7 +127,8 @@ class _AppLedger:
         self.talk = [0] * (len(TALK_BUCKETS) + 1)
         self.talk_sum = 0.0
         self.billed = 0.0
-        self.cost: dict[str, float] = {} if currency is None else {currency: 0.0}
+        # In millionths, so that summing amounts such as 0.05 stays exact.
+        self.cost: dict[str, int] = {} if currency is None else {currency: 0}
         self.hangups: dict[str, int] = {}
         self.intents = {NO_INTENT: 0}  # Calls without a tag: a value of its own, never bounded.
         self.tasks: dict[str, dict[str, int]] = {}
@@ -158,7 +160,7 @@ class _AppLedger:
                 talk_buckets=tuple(cumulative),
                 talk_sum=self.talk_sum,
                 billed_seconds=self.billed,
-                cost=MappingProxyType(dict(self.cost)),
+                cost=MappingProxyType({c: units / MICROS for c, units in self.cost.items()}),
                 hangups=MappingProxyType(dict(self.hangups)),
                 intents=MappingProxyType(dict(self.intents)),
                 task_results=MappingProxyType(
@@ -201,7 +203,7 @@ class CallLedger:
                 app = self._apps.get(app_id) or _AppLedger(app_id, sources, currency)
                 app.records = {**dict.fromkeys(_keys(sources), 0), **app.records}
                 if currency is not None:
-                    app.cost.setdefault(currency, 0.0)
+                    app.cost.setdefault(currency, 0)
                 if not self._polled:
                     app.up = None
                 if not self._per_task:
@@ -389,7 +391,7 @@ class CallLedger:
 
     def _add_cost(self, app: _AppLedger, cost: float) -> None:
         for currency in app.cost:  # One currency: push.currency.
-            app.cost[currency] += cost
+            app.cost[currency] += round(cost * MICROS)
 
     def _forget(self, app: _AppLedger, now: float) -> None:
         """Forget the ids no future window can bring again, and the oldest past the cap.

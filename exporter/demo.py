@@ -23,9 +23,10 @@ def start_demo() -> tuple[Simulator, Config]:
     simulator = Simulator(_KEY, _SECRET, DEMO_APPS, speed=5.0).start("127.0.0.1", 0)
     config = Config(
         accounts=(Account(_KEY, _SECRET, DEMO_APPS),),
-        api=ApiConfig(base_url=simulator.base_url, max_requests_per_second=50),
+        api=ApiConfig(base_url=simulator.base_url, max_requests_per_second=100),
         poll=PollConfig(interval_seconds=5, stale_after_seconds=60, timeout_seconds=10),
-        calls=CallsConfig(enabled=True),
+        # Calls last up to 11 minutes, 132 s at five times the speed: look back past that.
+        calls=CallsConfig(enabled=True, lookback_seconds=300),
         push=PushConfig(listen_address="127.0.0.1:0", token=secrets.token_urlsafe(24)),
     )
     log.info("Demo simulator started", extra={"base_url": simulator.base_url})

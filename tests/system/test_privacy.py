@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def simulator() -> Iterator[Simulator]:
-    simulator = Simulator(API_KEY, API_SECRET, APP_IDS, speed=30.0).start()
+    simulator = Simulator(API_KEY, API_SECRET, APP_IDS, speed=10.0).start()
     yield simulator
     simulator.stop()
 
@@ -37,7 +37,8 @@ def simulator() -> Iterator[Simulator]:
 def exporter(simulator: Simulator, tmp_path: Path) -> Iterator[ExporterProcess]:
     document = config_for(
         simulator,
-        calls={"enabled": True},
+        poll={"interval_seconds": 2, "timeout_seconds": 30},
+        calls={"enabled": True, "lookback_seconds": 120},  # Calls last 66 s at this speed.
         push={"listen_address": "127.0.0.1:0", "token": TOKEN},
     )
     config = write_config(tmp_path / "config.yaml", document)

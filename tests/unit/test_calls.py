@@ -334,3 +334,9 @@ def test_an_unchanged_app_keeps_its_snapshot(ledger: CallLedger) -> None:
     ledger.receive_push(push_body("1"))
     assert app(ledger, OTHER_APP) is before
     assert ledger.snapshot() is ledger.snapshot()
+
+
+def test_costs_add_up_exactly(ledger: CallLedger) -> None:
+    for call_id in ("1", "2", "3"):
+        ledger.receive_push(push_body(call_id, pay="0.1"))
+    assert app(ledger).cost["USD"] == 0.3  # Floats would make it 0.30000000000000004.
