@@ -130,8 +130,11 @@ def stack() -> Iterator[Callable[..., Stack]]:
         running = Stack(simulator, clock, daemon, f"http://{host}:{port}", push_url, documents)
         wait_until(lambda: daemon.published.ready, what="the first poll")
         if polled:  # The first call-record reads, which only remember, follow the task polls.
-            first_reads = lambda: all(a.up is not None for a in daemon.calls.snapshot().apps)
-            wait_until(first_reads, what="the first call-record reads")
+            apps = daemon.calls.snapshot
+            wait_until(
+                lambda: all(a.up is not None for a in apps().apps),
+                what="the first call-record reads",
+            )
         return running
 
     yield start
