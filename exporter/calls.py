@@ -198,6 +198,7 @@ class CallLedger:
             self._per_task = calls.per_task
             self._sources = tuple(sources)
             self._push = push.enabled
+            self._currency = currency
             kept = {}
             for app_id in config.app_ids if sources else ():
                 app = self._apps.get(app_id) or _AppLedger(app_id, sources, currency)
@@ -390,8 +391,8 @@ class CallLedger:
                 counts[result] = counts.get(result, 0) + 1
 
     def _add_cost(self, app: _AppLedger, cost: float) -> None:
-        for currency in app.cost:  # One currency: push.currency.
-            app.cost[currency] += round(cost * MICROS)
+        if self._currency is not None:  # A reload may change it: counts go on in the new one.
+            app.cost[self._currency] = app.cost.get(self._currency, 0) + round(cost * MICROS)
 
     def _forget(self, app: _AppLedger, now: float) -> None:
         """Forget the ids no future window can bring again, and the oldest past the cap.

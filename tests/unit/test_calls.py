@@ -340,3 +340,10 @@ def test_costs_add_up_exactly(ledger: CallLedger) -> None:
     for call_id in ("1", "2", "3"):
         ledger.receive_push(push_body(call_id, pay="0.1"))
     assert app(ledger).cost["USD"] == 0.3  # Floats would make it 0.30000000000000004.
+
+
+def test_a_changed_currency_counts_on_in_the_new_one(ledger: CallLedger) -> None:
+    ledger.receive_push(push_body("1", pay="0.5"))
+    ledger.configure(replace(config(), push=replace(config().push, currency="EUR")))
+    ledger.receive_push(push_body("2", pay="0.25"))
+    assert dict(app(ledger).cost) == {"USD": 0.5, "EUR": 0.25}
