@@ -63,8 +63,8 @@ NO_INTENT = "none"
 MAX_EXTRA_RESULTS = 20
 MAX_HANGUPS = 20
 MAX_INTENTS = 50
-# Ids remembered per app: at a few hundred bytes each, about 60 MB at the most. A full ledger
-# forgets its oldest early (logged), which can count a late duplicate twice but never grows.
+# Ids remembered per app: about 170 bytes each (id, entry, age), some 45 MB at the most. A full
+# ledger forgets its oldest early (logged), which can count a late duplicate twice but never grows.
 MAX_REMEMBERED_CALLS = 250_000
 MAX_TASKS_WITH_CALLS = 100_000  # Tasks per app with their own aivoice_task_call_results_total.
 # The vendor's clock and ours may disagree: keep ids this much longer than the windows need.

@@ -124,6 +124,7 @@ class Simulator:
         push_retry_delay: float = 0.2,
         push_duplicate_ratio: float = 0.05,
         push_queue_size: int = 10_000,
+        newest_first: bool = False,
     ) -> None:
         if isinstance(app_ids, str) or not app_ids:
             raise ValueError("app_ids: must be a non-empty list of strings")
@@ -138,6 +139,10 @@ class Simulator:
         self._api_key = api_key
         self._api_secret = api_secret
         self._server_page_size = server_page_size
+        # recordQuery's order is not documented. Newest first, a call that ends while a read
+        # pages moves every later record one place down: across a page boundary, one is read
+        # twice or skipped.
+        self._newest_first = newest_first
         self._clock = clock
         self._speed = speed
         self._started_at = clock()
@@ -350,7 +355,8 @@ class Simulator:
         self, app_id: str, start: float | None = None, end: float | None = None
     ) -> list[dict[str, Any]]:
         """The app's calls that started in [start, end] (Unix seconds; default: its first call
-        to now) and have ended, as ``recordQuery`` records in its order: oldest end first."""
+        to now) and have ended, as ``recordQuery`` records in its order: oldest end first
+        (newest first with ``newest_first``)."""
         now = self._clock()
         high = int(end) if end is not None else int(now)
         low = int(start) if start is not None else None
@@ -363,7 +369,8 @@ class Simulator:
         if start is None:  # from the first call of the earliest task
             firsts = [self._timeline.wall(p.start) for p in plans if p.start != float("inf")]
             start = int(min(firsts, default=now) - MAX_CALL_SECONDS) - 1
-        return started_between(self._seed, app_id, plans, start, end, now, self._timeline)
+        found = started_between(self._seed, app_id, plans, start, end, now, self._timeline)
+        return found[::-1] if self._newest_first else found
 
     def _ended_calls(self, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Push records of the calls that ended since the last look (the push thread), at most

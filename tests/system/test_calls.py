@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import copy
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ def stack() -> Iterator[Callable[..., Stack]]:
         polled: bool = True,
         duplicates: float = 0.3,
         apps: tuple[str, ...] = APP_IDS,
+        **simulator_options: Any,
     ) -> Stack:
         clock = FakeClock(float(int(time.time())))  # Whole seconds, as the records' times.
         simulator = Simulator(
@@ -106,6 +108,7 @@ def stack() -> Iterator[Callable[..., Stack]]:
             clock=clock,
             push_duplicate_ratio=duplicates,
             push_retry_delay=0.05,
+            **simulator_options,
         ).start()
         sections: dict[str, Any] = {
             "poll": {"interval_seconds": 3600},
@@ -201,6 +204,36 @@ def test_the_push_alone_counts_each_call_once_with_its_cost(stack: Callable[...,
     cost = running.value("aivoice_call_cost_total", app_id=B, currency="USD")
     assert cost == pytest.approx(billed / 60 * 0.05)
     assert running.value("aivoice_calls_up", app_id=B) is None
+
+
+def test_calls_that_end_while_the_pages_are_read_count_once(stack: Callable[..., Stack]) -> None:
+    # Newest first, every call that ends mid-read pushes the records below it down the pages:
+    # one read sees some twice and misses others, which the next window's read brings.
+    running = stack(push=False, newest_first=True, server_page_size=20, tasks_per_app=2)
+    start = running.clock()
+    stop = threading.Event()
+
+    def move_time() -> None:
+        while not stop.wait(0.01):
+            running.clock.now += 1.0
+
+    mover = threading.Thread(target=move_time)
+    mover.start()
+    try:
+        for _ in range(3):
+            running.daemon.poll_once()
+    finally:
+        stop.set()
+        mover.join()
+    moved = running.clock() - start
+    running.clock.now = float(int(running.clock()))  # Whole seconds again, for the truth.
+    running.daemon.poll_once()  # A read of a window that holds still.
+    assert moved > 10  # Calls ended while the pages were read.
+    for app_id in APP_IDS:
+        expected = collections.Counter(
+            call["resultStatus"] for call in running.calls_between(app_id, start, running.clock())
+        )
+        assert running.results(app_id) == dict(expected)
 
 
 def test_a_restart_counts_no_call_twice(stack: Callable[..., Stack]) -> None:
