@@ -123,6 +123,7 @@ class _AppLedger:
         self.primed = False
         self.up: bool | None = None
         self.covered_until: float | None = None  # End of the latest window read whole.
+        self.gap_logged_for: float | None = None  # The `covered_until` a gap was logged for.
         self.results = dict.fromkeys(RESULT_STATUSES, 0)
         self.talk = [0] * (len(TALK_BUCKETS) + 1)
         self.talk_sum = 0.0
@@ -226,15 +227,19 @@ class CallLedger:
         with self._lock:
             app = self._apps.get(app_id)
             covered = now if app is None or app.covered_until is None else app.covered_until
-        start = min(covered, now) - self._lookback
-        if start < now - MAX_WINDOW_SECONDS:
+            start = min(covered, now) - self._lookback
+            if start >= now - MAX_WINDOW_SECONDS:
+                return float(int(start)), float(int(now))
+            first = app is not None and app.gap_logged_for != covered
+            if app is not None:
+                app.gap_logged_for = covered
+        if first:  # Once per outage, not at every poll of it.
             log.warning(
                 "Call records older than the longest window are not read: calls that ended "
                 "while recordQuery failed may be missing",
                 extra={"app_id": app_id, "unread_seconds": round(now - MAX_WINDOW_SECONDS - start)},
             )
-            start = now - MAX_WINDOW_SECONDS
-        return float(int(start)), float(int(now))
+        return float(int(now - MAX_WINDOW_SECONDS)), float(int(now))
 
     def read_succeeded(
         self, app_id: str, end: float, records: Sequence[CallRecord], rejected: Iterable[str] = ()

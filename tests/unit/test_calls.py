@@ -347,3 +347,14 @@ def test_a_changed_currency_counts_on_in_the_new_one(ledger: CallLedger) -> None
     ledger.configure(replace(config(), push=replace(config().push, currency="EUR")))
     ledger.receive_push(push_body("2", pay="0.25"))
     assert dict(app(ledger).cost) == {"USD": 0.5, "EUR": 0.25}
+
+
+def test_a_gap_longer_than_a_window_is_logged_once(
+    ledger: CallLedger, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock.now += 2 * MAX_WINDOW_SECONDS
+    with caplog.at_level(logging.WARNING, logger="exporter.calls"):
+        ledger.window(APP)
+        ledger.read_failed(APP)
+        ledger.window(APP)
+    assert len([r for r in caplog.records if "longest window" in r.getMessage()]) == 1
