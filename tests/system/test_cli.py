@@ -121,6 +121,36 @@ def test_demo_runs_without_a_config(start_exporter) -> None:
     assert set(ups.values()) == {1.0}
 
 
+def test_demo_shows_every_call_metric_with_data(start_exporter) -> None:
+    exporter = start_exporter("--demo")
+    url = exporter.wait_for_line(r"Demo: metrics at (http://\S+)").group(1)
+
+    def pushed_and_polled() -> bool:
+        records = sample_values(scrape(url).text, "aivoice_call_records_total")
+        sources = {dict(labels)["source"] for labels, value in records.items() if value}
+        return sources == {"poll", "push"}
+
+    wait_until(pushed_and_polled, timeout=60)
+    text = scrape(url).text
+    names = {sample.name for family in parse_text(text) for sample in family.samples}
+    call_metrics = {
+        "aivoice_calls_up",
+        "aivoice_call_results_total",
+        "aivoice_call_talk_duration_seconds_bucket",
+        "aivoice_call_billed_seconds_total",
+        "aivoice_call_cost_total",
+        "aivoice_call_hangups_total",
+        "aivoice_call_intents_total",
+        "aivoice_task_call_results_total",
+        "aivoice_call_records_total",
+        "aivoice_push_requests_total",
+    }
+    assert call_metrics <= names
+    for name in call_metrics - {"aivoice_push_requests_total"}:
+        assert sum(sample_values(text, name).values()) > 0, name
+    assert sample_values(text, "aivoice_push_requests_total")[(("code", "200"),)] > 0
+
+
 def run_check(*args: str) -> subprocess.CompletedProcess[str]:
     return run_cli("--config.check", *args)
 
@@ -133,6 +163,22 @@ def test_config_check_lists_the_apps_and_exits_0_without_polling(
     assert result.returncode == 0, result.stderr
     assert f"app {A}" in result.stdout and f"app {B}" in result.stdout
     assert simulator.stats()["requests"] == 0
+
+
+def test_config_check_describes_calls_and_the_push_without_its_token(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    token = "check-push-token-0123456789"
+    document = config_for(
+        simulator,
+        calls={"enabled": True},
+        push={"listen_address": ":10189", "token": token, "currency": "EUR"},
+    )
+    result = run_check("--config.file", str(write_config(tmp_path / "c.yaml", document)))
+    assert result.returncode == 0, result.stderr
+    assert "call records (recordQuery) each poll, 900 s back" in result.stdout
+    assert "push listener on :10189: POST /push/call-record/ch" in result.stdout
+    assert token not in result.stdout + result.stderr
 
 
 def test_config_check_names_the_bad_field_and_exits_2(simulator: Simulator, tmp_path: Path) -> None:
