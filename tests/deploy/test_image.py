@@ -287,8 +287,9 @@ def demo(containers: Callable[..., Container]) -> Container:
     return containers(HARDENED, ["--demo"])
 
 
-def _up(url: str) -> dict[str, float]:
-    """app_id -> aivoice_up, from one scrape; empty while nothing answers yet."""
+def _by_app(url: str, name: str, **labels: str) -> dict[str, float]:
+    """app_id -> the value of the sample `name` with these labels, from one scrape; empty while
+    nothing answers yet."""
     try:
         text = requests.get(f"{url}/metrics", timeout=5).text
     except requests.ConnectionError:
@@ -296,9 +297,15 @@ def _up(url: str) -> dict[str, float]:
     return {
         sample.labels["app_id"]: sample.value
         for family in text_string_to_metric_families(text)
-        if family.name == "aivoice_up"
         for sample in family.samples
+        if sample.name == name
+        and "app_id" in sample.labels
+        and labels.items() <= sample.labels.items()
     }
+
+
+def _up(url: str) -> dict[str, float]:
+    return _by_app(url, "aivoice_up")
 
 
 def _inspect(podman: Podman, name: str, field: str) -> str:
@@ -377,23 +384,34 @@ def _compose_run_args(service: dict[str, Any]) -> list[str]:
 def test_compose_exporter_polls_the_compose_simulator_in_containers(
     containers: Callable[..., Container],
 ) -> None:
-    """Both compose services from this image, with the compose config, secret and flags.
+    """Both compose services from this image, with the compose config, secrets and flags: the
+    exporter polls the simulator's taskList and recordQuery, and the simulator pushes each call
+    it ends to the exporter's push listener.
 
-    They share one network namespace (the simulator's, as in a pod), with `simulator` resolving
-    to it; the exporter's port is published from there, on loopback.
+    They share one network namespace (the simulator's, as in a pod), with `simulator` and
+    `exporter` resolving to it; the exporter's metrics port is published from there, on loopback.
     """
     simulator, exporter = _compose_service("simulator"), _compose_service("exporter")
-    sim = containers(
-        ["--add-host", "simulator:127.0.0.1", *_compose_run_args(simulator)], simulator["command"]
-    )
+    hosts = ["--add-host", "simulator:127.0.0.1", "--add-host", "exporter:127.0.0.1"]
+    sim = containers([*hosts, *_compose_run_args(simulator)], simulator["command"])
     containers(
         ["--network", f"container:{sim.name}", *_compose_run_args(exporter)],
         exporter["command"],
         publish=False,
     )
     config = yaml.safe_load((ROOT / "deploy" / "compose" / "config.yaml").read_text())
-    everyone = dict.fromkeys(config["accounts"][0]["app_ids"], 1.0)
+    apps = config["accounts"][0]["app_ids"]
+    everyone = dict.fromkeys(apps, 1.0)
     assert wait_until(lambda: _up(sim.url) == everyone and everyone, timeout=60)
+    assert wait_until(lambda: _by_app(sim.url, "aivoice_calls_up") == everyone, timeout=60)
+    pushed = {"source": "push", "outcome": "counted"}
+
+    def pushes_counted() -> bool:
+        counted = _by_app(sim.url, "aivoice_call_records_total", **pushed)
+        return set(counted) == set(apps) and all(n > 0 for n in counted.values())
+
+    # At speed 5, each app's calls end many times a second: the first pushes come at once.
+    assert wait_until(pushes_counted, timeout=60)
 
 
 # --- what the image holds -----------------------------------------------------------------------

@@ -32,11 +32,15 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 # Every kustomization a user applies as it is; components are tested through them.
-BUILDS = ("base", "overlays/kube-prometheus-stack")
+BUILDS = ("base", "overlays/kube-prometheus-stack", "overlays/call-outcomes")
 OPERATOR_BUILD = "overlays/kube-prometheus-stack"
+CALLS_BUILD = "overlays/call-outcomes"  # OPERATOR_BUILD with components/call-outcomes
 KUBERNETES_VERSION = "1.37"
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 SECRET_NAME = "aivoice-exporter-api"
+PUSH_SECRET_NAME = "aivoice-exporter-push"
+PUSH_SERVICE = "aivoice-exporter-push"
+OPERATIONS = ROOT / "docs" / "operations.md"
 RULE_FILES = (ROOT / "prometheus" / "rules.yml", ROOT / "prometheus" / "alerts.yml")
 DASHBOARD = ROOT / "grafana" / "aivoice-dashboard.json"
 GENERATOR = KUBERNETES / "generate.py"
@@ -71,8 +75,18 @@ def operator(builds: dict[str, Resources]) -> Resources:
     return builds[OPERATOR_BUILD]
 
 
+@pytest.fixture(scope="module")
+def calls(builds: dict[str, Resources]) -> Resources:
+    return builds[CALLS_BUILD]
+
+
 def find(resources: Resources, kind: str) -> dict[str, Any]:
     (found,) = [r for r in resources if r["kind"] == kind]
+    return found
+
+
+def named(resources: Resources, kind: str, name: str) -> dict[str, Any]:
+    (found,) = [r for r in resources if r["kind"] == kind and r["metadata"]["name"] == name]
     return found
 
 
@@ -153,11 +167,14 @@ def test_one_replica_and_never_two_at_once(base: Resources) -> None:
     assert spec["strategy"] == {"type": "Recreate"}
 
 
-def test_pod_meets_the_restricted_pod_security_standard(base: Resources) -> None:
-    pod = pod_template(base)["spec"]
+@pytest.mark.parametrize("build", BUILDS)
+def test_pod_meets_the_restricted_pod_security_standard(
+    build: str, builds: dict[str, Resources]
+) -> None:
+    pod = pod_template(builds[build])["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert container(base)["securityContext"] == {
+    assert container(builds[build])["securityContext"] == {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
@@ -168,10 +185,13 @@ def test_pod_meets_the_restricted_pod_security_standard(base: Resources) -> None
     assert all("hostPath" not in volume for volume in pod["volumes"])
 
 
-def test_operator_overlay_namespace_enforces_the_restricted_standard(operator: Resources) -> None:
-    namespace = find(operator, "Namespace")
+@pytest.mark.parametrize("build", [OPERATOR_BUILD, CALLS_BUILD])
+def test_overlay_namespace_enforces_the_restricted_standard(
+    build: str, builds: dict[str, Resources]
+) -> None:
+    namespace = find(builds[build], "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    others = [r for r in operator if r["kind"] != "Namespace"]
+    others = [r for r in builds[build] if r["kind"] != "Namespace"]
     assert {r["metadata"]["namespace"] for r in others} == {namespace["metadata"]["name"]}
 
 
@@ -224,12 +244,16 @@ def _config_map(resources: Resources) -> dict[str, Any]:
     return found
 
 
-def test_config_is_the_configmap_mounted_where_the_exporter_reads_it(base: Resources) -> None:
-    (flag,) = [a for a in container(base)["args"] if a.startswith("--config.file=")]
+@pytest.mark.parametrize("build", BUILDS)
+def test_config_is_the_configmap_mounted_where_the_exporter_reads_it(
+    build: str, builds: dict[str, Resources]
+) -> None:
+    resources = builds[build]
+    (flag,) = [a for a in container(resources)["args"] if a.startswith("--config.file=")]
     path = Path(flag.partition("=")[2])
-    volume = _mounts(base)[str(path.parent)]
-    assert volume["configMap"]["name"] == _config_map(base)["metadata"]["name"]
-    assert path.name in _config_map(base)["data"]
+    volume = _mounts(resources)[str(path.parent)]
+    assert volume["configMap"]["name"] == _config_map(resources)["metadata"]["name"]
+    assert path.name in _config_map(resources)["data"]
 
 
 def test_config_is_valid_and_reads_the_secret_from_the_mounted_secret(
@@ -291,6 +315,129 @@ def test_operator_overlay_admits_scrapes_from_prometheus_pods_only(operator: Res
     (ingress,) = find(operator, "NetworkPolicy")["spec"]["ingress"]
     (peer,) = ingress["from"]
     assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+
+
+# --- call outcomes (components/call-outcomes) ---------------------------------------------------
+
+
+def _config_data(resources: Resources) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(_config_map(resources)["data"]["config.yaml"])
+    return data
+
+
+def _push_port(resources: Resources) -> int:
+    return int(_config_data(resources)["push"]["listen_address"].rpartition(":")[2])
+
+
+def _ports_named(ports: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [p for p in ports if p["name"] == name]
+
+
+def test_call_outcomes_config_is_valid_and_reads_the_push_token_from_its_mounted_secret(
+    calls: Resources, tmp_path: Path
+) -> None:
+    data = _config_data(calls)
+    token_path = Path(data["push"]["token_file"])
+    volume = _mounts(calls)[str(token_path.parent)]
+    assert volume["secret"]["secretName"] == PUSH_SECRET_NAME
+    assert volume["secret"]["defaultMode"] == 0o440  # group 10188 (fsGroup) only, as the API's
+    (account,) = data["accounts"]
+    secret_path = Path(account["api_secret_file"])
+    assert _mounts(calls)[str(secret_path.parent)]["secret"]["secretName"] == SECRET_NAME
+    (tmp_path / "token").write_text("not-a-real-push-token\n")
+    (tmp_path / "api_secret").write_text("not-a-real-secret\n")
+    data["push"]["token_file"] = str(tmp_path / "token")
+    account["api_secret_file"] = str(tmp_path / "api_secret")
+    config = parse_config(data, {})
+    assert config.calls.enabled
+    assert config.push.enabled
+    assert config.push.token == "not-a-real-push-token"
+
+
+def test_call_outcomes_config_is_the_base_config_plus_calls_and_push(
+    base: Resources, calls: Resources
+) -> None:
+    """The component replaces the config whole: the rest must stay what base/config.yaml says."""
+    plain, with_calls = _config_data(base), _config_data(calls)
+    assert set(with_calls) - set(plain) == {"calls", "push"}
+    assert {k: v for k, v in with_calls.items() if k not in ("calls", "push")} == plain
+
+
+def test_push_port_is_a_container_port_and_the_push_services_only_port(calls: Resources) -> None:
+    (port,) = _ports_named(container(calls)["ports"], "push")
+    assert port["containerPort"] == _push_port(calls)
+    service = named(calls, "Service", PUSH_SERVICE)
+    assert matches(service["spec"]["selector"], pod_template(calls)["metadata"]["labels"])
+    assert service["spec"]["ports"] == [
+        {"name": "push", "port": _push_port(calls), "targetPort": "push", "protocol": "TCP"}
+    ]
+
+
+def test_network_policy_admits_pushes_from_any_address(calls: Resources) -> None:
+    ingress = find(calls, "NetworkPolicy")["spec"]["ingress"]
+    (rule,) = [r for r in ingress if {"port": "push", "protocol": "TCP"} in r["ports"]]
+    assert rule == {"ports": [{"port": "push", "protocol": "TCP"}]}  # no `from`: anyone
+
+
+def test_call_outcomes_leave_the_metrics_port_as_before(
+    operator: Resources, calls: Resources
+) -> None:
+    """Still scraped from Prometheus pods only, through the same Service and container port."""
+    before, after = find(operator, "NetworkPolicy")["spec"], find(calls, "NetworkPolicy")["spec"]
+    others = [r for r in after["ingress"] if all(p["port"] != "push" for p in r["ports"])]
+    assert others == before["ingress"]
+    assert after["egress"] == before["egress"]
+    assert named(calls, "Service", "aivoice-exporter") == find(operator, "Service")
+    (metrics,) = _ports_named(container(calls)["ports"], "http-metrics")
+    assert metrics == container(operator)["ports"][0]
+
+
+def test_service_monitor_finds_the_metrics_port_on_the_metrics_service_only(
+    calls: Resources,
+) -> None:
+    """The ServiceMonitor's selector matches the push Service too, which has no such port."""
+    monitor = find(calls, "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    selected = [
+        s
+        for s in calls
+        if s["kind"] == "Service"
+        and matches(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
+    ]
+    scraped = [
+        s["metadata"]["name"]
+        for s in selected
+        if _ports_named(s["spec"]["ports"], endpoint["port"])
+    ]
+    assert scraped == ["aivoice-exporter"]
+
+
+def _documented_ingress() -> dict[str, Any]:
+    blocks = re.findall(r"^```yaml\n(.*?)^```", OPERATIONS.read_text(), re.M | re.S)
+    documents = [yaml.safe_load(block) for block in blocks]
+    (ingress,) = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Ingress"]
+    return ingress
+
+
+def test_documented_ingress_is_valid_and_routes_only_the_push_path_over_tls(
+    calls: Resources,
+) -> None:
+    ingress = _documented_ingress()
+    result = validate(yaml.safe_dump(ingress))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(rf"^INFO .* passed for resource {_name(ingress)} against", result.stdout, re.M)
+    spec = ingress["spec"]
+    assert "defaultBackend" not in spec
+    paths = [path for rule in spec["rules"] for path in rule["http"]["paths"]]
+    push = {
+        "name": PUSH_SERVICE,
+        "port": {"name": named(calls, "Service", PUSH_SERVICE)["spec"]["ports"][0]["name"]},
+    }
+    assert paths == [
+        {"path": "/push/call-record/", "pathType": "Prefix", "backend": {"service": push}}
+    ]
+    hosts = {rule["host"] for rule in spec["rules"]}
+    assert hosts <= {host for tls in spec["tls"] for host in tls["hosts"]}
 
 
 # --- what the Prometheus Operator and Grafana pick up -------------------------------------------

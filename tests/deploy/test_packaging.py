@@ -507,6 +507,7 @@ def test_compose_exporter_polls_the_compose_simulator(installed: Installed, tmp_
     assert program == "python"
     flags = _compose_flags(simulator["command"])
     flags["--listen-address"] = "127.0.0.1:0"
+    del flags["--push-url"]  # `--once` opens no push listener; test_image.py runs the push
     command = [f"{k}={v}" if v else k for k, v in flags.items()]
     process = subprocess.Popen(
         [str(installed.bin / "python"), *module, *command],
@@ -519,11 +520,10 @@ def test_compose_exporter_polls_the_compose_simulator(installed: Installed, tmp_
         announced = process.stdout.readline().strip() if ready else "(nothing in 30 s)"
         url = urlsplit(announced.removeprefix("listening on "))
         assert url.port, f"simulator said {announced!r}"
-        data = _exporter_config()
+        data = _exporter_config_on_the_host()
         compose_url = urlsplit(data["api"]["base_url"])
         data["api"]["base_url"] = compose_url._replace(netloc=url.netloc).geturl()
         account = data["accounts"][0]
-        account["api_secret_file"] = str(_secret_files()[account["api_secret_file"]])
         config = tmp_path / "config.yaml"
         config.write_text(yaml.safe_dump(data))
         once = _run([*installed.entrypoint(), f"--config.file={config}", "--once"], tmp_path)
@@ -559,17 +559,42 @@ def _exporter_config() -> dict[str, Any]:
     return yaml.safe_load(_bind_mounts(exporter)[config_path].read_text())
 
 
-def test_exporter_config_is_valid_and_holds_the_simulator_credentials() -> None:
+def _exporter_config_on_the_host() -> dict[str, Any]:
+    """The exporter's config with each secret file it names replaced by the repository's file
+    that compose mounts there (the exporter service must be given that secret)."""
     data = _exporter_config()
-    (account,) = data["accounts"]
-    secret_file = _secret_files()[account["api_secret_file"]]
-    assert "aivoice_api_secret" in _service("exporter")["secrets"]
-    data["accounts"][0]["api_secret_file"] = str(secret_file)
+    given = {f"/run/secrets/{name}" for name in _service("exporter")["secrets"]}
+    sections = [*data["accounts"], data.get("push", {})]
+    for section in sections:
+        for key in ("api_secret_file", "token_file"):
+            if key in section:
+                assert section[key] in given, f"{section[key]}: not a secret of the exporter"
+                section[key] = str(_secret_files()[section[key]])
+    return data
+
+
+def test_exporter_config_is_valid_and_holds_the_simulator_credentials() -> None:
+    data = _exporter_config_on_the_host()
     config = parse_config(data, {})
     simulator = _compose_flags(_service("simulator")["command"])
     assert config.accounts[0].api_key == simulator["--api-key"]
     assert config.accounts[0].api_secret == simulator["--api-secret"]
     assert ",".join(config.app_ids) == simulator["--app-ids"]
+
+
+def test_simulator_pushes_each_call_to_the_exporters_push_listener() -> None:
+    config = parse_config(_exporter_config_on_the_host(), {})
+    assert config.calls.enabled
+    port = _port_of(config.push.listen_address)
+    simulator = _compose_flags(_service("simulator")["command"])
+    assert simulator["--push-url"] == f"http://exporter:{port}/push/call-record/{config.push.token}"
+
+
+def test_push_listener_is_on_the_compose_network_only() -> None:
+    port = _port_of(parse_config(_exporter_config_on_the_host(), {}).push.listen_address)
+    exporter = _service("exporter")
+    assert [int(p) for p in exporter["expose"]] == [port]
+    assert port not in _published(exporter)
 
 
 def test_exporter_config_path_is_the_image_default() -> None:
