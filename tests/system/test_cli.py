@@ -18,6 +18,7 @@ import requests
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from exporter import metrics
 from exporter.simulator import Faults, Simulator
 from tests.support.configs import APP_IDS, config_for, write_config
 from tests.support.exposition import api_samples
@@ -133,18 +134,9 @@ def test_demo_shows_every_call_metric_with_data(start_exporter) -> None:
     wait_until(pushed_and_polled, timeout=60)
     text = scrape(url).text
     names = {sample.name for family in parse_text(text) for sample in family.samples}
-    call_metrics = {
-        "aivoice_calls_up",
-        "aivoice_call_results_total",
-        "aivoice_call_talk_duration_seconds_bucket",
-        "aivoice_call_billed_seconds_total",
-        "aivoice_call_cost_total",
-        "aivoice_call_hangups_total",
-        "aivoice_call_intents_total",
-        "aivoice_task_call_results_total",
-        "aivoice_call_records_total",
-        "aivoice_push_requests_total",
-    }
+    suffix = {"counter": "_total", "histogram": "_bucket", "gauge": ""}
+    families = (*metrics.CALL_FAMILIES, metrics.PUSH_REQUESTS)
+    call_metrics = {family.name + suffix[family.kind] for family in families}
     assert call_metrics <= names
     for name in call_metrics - {"aivoice_push_requests_total"}:
         assert sum(sample_values(text, name).values()) > 0, name
