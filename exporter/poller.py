@@ -164,14 +164,21 @@ class Poller:
             self._wake.clear()
 
     def poll_once(self) -> Snapshot:
-        """Poll every app once, publishing each as it ends; return the whole result."""
+        """Poll every app once, publishing each as it ends; return the whole result.
+
+        Polls already under way are waited for first: they may have read the API before this
+        call, and the caller wants what the API says now.
+        """
+        with self._lock:
+            under_way = list(self._running.values())
+        wait(under_way)
         wiring = self._wiring
         wait([self._start(wiring, app) for app in wiring.clients])
         return self._snapshot()  # Each app's end published it already.
 
     def _start(self, wiring: _Wiring, app_id: str) -> Future[None]:
         """Submit the app's poll; if it is still running, skip this round and hand back the
-        running poll's future, so that `poll_once` waits for it."""
+        running poll's future."""
         with self._lock:
             running = self._running.get(app_id)
             if running is not None:
