@@ -178,21 +178,20 @@ class Poller:
 
     def _start(self, wiring: _Wiring, app_id: str) -> Future[None]:
         """Submit the app's poll; if it is still running, skip this round and hand back the
-        running poll's future."""
+        running poll's future.
+
+        Submitting under the lock is what makes the future known before the poll can end: its
+        end takes the same lock to say so.
+        """
         with self._lock:
             running = self._running.get(app_id)
             if running is not None:
                 log.debug("Poll still running; skipping a round", extra={"app_id": app_id})
                 return running
-            placeholder: Future[None] = Future()  # Until the pool's own future exists.
-            self._running[app_id] = placeholder
-            wiring.running += 1
-        future = wiring.polls.submit(lambda: self._poll_and_publish(wiring, app_id))
-        future.add_done_callback(lambda done: _pass_on(done, placeholder))
-        if future.cancelled():  # The wiring closed meanwhile (shutdown): nothing will run.
-            with self._lock:
-                self._running.pop(app_id, None)
-                wiring.running -= 1
+            future = wiring.polls.submit(lambda: self._poll_and_publish(wiring, app_id))
+            if not future.cancelled():  # Cancelled: the wiring closed (shutdown), nothing runs.
+                self._running[app_id] = future
+                wiring.running += 1
         return future
 
     def _poll_and_publish(self, wiring: _Wiring, app_id: str) -> None:
@@ -353,16 +352,6 @@ class Poller:
 
     def close(self) -> None:
         self._wiring.close()
-
-
-def _pass_on(done: Future[None], placeholder: Future[None]) -> None:
-    """Settle the placeholder a skipped round hands out the way the poll itself ended."""
-    if done.cancelled():
-        placeholder.cancel()
-    elif done.exception() is not None:
-        placeholder.set_exception(done.exception())
-    else:
-        placeholder.set_result(None)
 
 
 def _endpoints(config: Config) -> tuple[str, ...]:
