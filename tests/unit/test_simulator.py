@@ -40,6 +40,7 @@ from exporter.simulator import (
     odd_valid_records,
 )
 from tests.support.clock import FakeClock
+from tests.support.simulators import MakeSim, simulators
 
 KEY = "bDqJFiq9"
 SECRET = "sim-test-secret"
@@ -48,23 +49,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CREATE_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
 
-MakeSim = Callable[..., Simulator]
-
-
 @pytest.fixture
 def make_sim() -> Iterator[MakeSim]:
     """Start simulators with any options; all are stopped when the test ends."""
-    started: list[Simulator] = []
-
-    def make(**options: Any) -> Simulator:
-        options.setdefault("app_ids", APPS)
-        sim = Simulator(KEY, SECRET, **options).start("127.0.0.1", 0)
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        sim.stop()
+    with simulators(KEY, SECRET, APPS) as make:
+        yield make
 
 
 @pytest.fixture

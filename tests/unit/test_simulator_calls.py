@@ -23,6 +23,7 @@ import requests
 
 from exporter.simulator import Faults, Simulator
 from tests.support.clock import FakeClock
+from tests.support.simulators import MakeSim, simulators
 
 KEY = "callsKey"
 SECRET = "calls-secret"
@@ -72,9 +73,6 @@ NUMERIC_STRINGS = ("chatDuration", "chargedDuration", "chatRound", "redialTimes"
 DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
 
-MakeSim = Callable[..., Simulator]
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -83,18 +81,8 @@ def clock() -> FakeClock:
 @pytest.fixture
 def make_sim(clock: FakeClock) -> Iterator[MakeSim]:
     """Simulators on the test's fake clock; all stopped when the test ends."""
-    started: list[Simulator] = []
-
-    def make(**options: Any) -> Simulator:
-        options.setdefault("app_ids", APPS)
-        options.setdefault("clock", clock)
-        sim = Simulator(KEY, SECRET, **options).start("127.0.0.1", 0)
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        sim.stop()
+    with simulators(KEY, SECRET, APPS, clock=clock) as make:
+        yield make
 
 
 @pytest.fixture
