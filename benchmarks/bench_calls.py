@@ -10,8 +10,13 @@ Black-box, like bench.py: the exporter runs as `python -m exporter`, its CPU is 
    per push of each receiver, and that the exporter counted each call once.
 2. recordQuery. The exporter polls an app whose window holds thousands of calls, with
    `calls.enabled` off and then on: CPU per poll each way, and CPU per call record read.
+3. The simulator's recordQuery pages. A window of PAGE_SCENE_CALLS calls is read whole, page by
+   page over HTTP, as the clock and the window move five seconds a read (as an exporter polls):
+   the median and 90th percentile time of a page of 100, against drawing the window afresh for
+   a page (what the simulator did before its CallIndex). Target: a median of 10 ms or less.
 
-No targets: these figures size a deployment (docs/operations.md, "Sizing"). Run with
+Scenes 1 and 2 have no targets: their figures size a deployment (docs/operations.md,
+"Sizing"). Run with
 `make bench-calls` or `python benchmarks/bench_calls.py [--quick]`. Timings vary on a shared
 machine.
 """
@@ -23,6 +28,7 @@ import http.client
 import json
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +37,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +46,16 @@ import yaml
 from bench import HERE, cpu_seconds
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.records import WINDOW_FORMAT, record_query_request
 from exporter.simulator import Simulator
+from exporter.simulator.campaigns import CREATE_TIME_ZONE
+from exporter.wire import sign_headers
 
 KEY, SECRET, APP = "benchKey", "bench-secret", "BENCH_APP"
 TOKEN = "bench-push-token-0123456789"
 SENDERS = 4
+PAGE_SCENE_CALLS = 20_000
+PAGE_TARGET_SECONDS = 0.010
 RESULTS = ("ANSWERED", "NO_ANSWER", "BUSY", "POWER_OFF", "CALL_LOSS", "FROM_PHONE_ERROR")
 
 
@@ -211,13 +223,77 @@ def poll_scene(polls: int) -> None:
         print(f"CPU per call record read: {(on - off) / records * 1e6:.1f} µs")
 
 
+class SteppedClock:
+    """The simulator's clock, moved by the scene: every read sees the next poll's time."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def window_text(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, CREATE_TIME_ZONE).strftime(WINDOW_FORMAT)
+
+
+def page_scene(reads: int) -> bool:
+    """Time recordQuery pages of a window of PAGE_SCENE_CALLS calls; True if on target."""
+    clock = SteppedClock(1_700_000_000.0)
+    sim = Simulator(KEY, SECRET, [APP], tasks_per_app=60, clock=clock).start()
+    clock.now += 3600  # an hour in: the campaigns run at their full rate
+    span = 60
+    while len(sim.calls(APP, clock.now - span, clock.now)) < PAGE_SCENE_CALLS:
+        span += 60
+    url = f"{sim.base_url}/recordQuery"
+    times: list[float] = []
+    fresh: list[float] = []
+    in_window = 0
+    try:
+        with requests.Session() as session:
+            for _ in range(reads):
+                clock.now += 5
+                start, end = window_text(clock.now - span), window_text(clock.now)
+                current, pages = 1, 1
+                while current <= pages:
+                    body = record_query_request(APP, start, end, current, 100)
+                    headers = sign_headers(KEY, SECRET, clock.now)
+                    began = time.perf_counter()
+                    answer = session.post(url, data=body, headers=headers, timeout=60)
+                    times.append(time.perf_counter() - began)
+                    data = answer.json()["data"]
+                    pages, in_window = int(data["pages"]), int(data["total"])
+                    current += 1
+                for _ in range(3):  # the old way: the whole window drawn for each page
+                    began = time.perf_counter()
+                    json.dumps(sim.calls(APP, clock.now - span, clock.now)[:100])
+                    fresh.append(time.perf_counter() - began)
+    finally:
+        sim.stop()
+    median, p90 = statistics.median(times), statistics.quantiles(times, n=10)[-1]
+    baseline = statistics.median(fresh)
+    print(f"\n3. recordQuery pages: {in_window} calls in a {span} s window, {reads} reads")
+    print(
+        f"{len(times)} pages of 100: median {median * 1e3:.1f} ms, "
+        f"90th percentile {p90 * 1e3:.1f} ms"
+    )
+    print(
+        f"drawing the window afresh for a page: {baseline * 1e3:.1f} ms ({baseline / median:.0f}x)"
+    )
+    on_target = median <= PAGE_TARGET_SECONDS
+    print(
+        f"target: median <= {PAGE_TARGET_SECONDS * 1e3:.0f} ms: {'met' if on_target else 'MISSED'}"
+    )
+    return on_target
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer pushes and polls")
     args = parser.parse_args()
     push_scene(2000 if args.quick else 10000)
     poll_scene(3 if args.quick else 6)
-    return 0
+    return 0 if page_scene(3 if args.quick else 10) else 1
 
 
 if __name__ == "__main__":

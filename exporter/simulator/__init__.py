@@ -17,15 +17,19 @@ calls are drawn from the seed as its progress moves, served by recordQuery and, 
 
 Where things are:
 
-* ``simulator``: ``Simulator``, the state and its lock, and how a request is answered;
+* ``account``: ``Account``, the model: the state and its lock, and how a request is answered;
+* ``simulator``: ``Simulator``, the account served over HTTP, started and stopped;
 * ``api``: the request and answer formats as the vendor documents them;
-* ``campaigns``: the generated tasks and their progress;
+* ``campaigns``: the generated tasks and their progress; ``tasks``: each app's task list and
+  the changes tests make to it between page reads;
 * ``calls``: the calls of those tasks, as recordQuery and the push show them;
+  ``call_index``: each app's ended calls, drawn once, that recordQuery pages are cut from;
 * ``push``: the thread that pushes each call as it ends;
 * ``faults``: ``Faults``, the fault kinds, how a fault is chosen and what it counts as;
-* ``hostile``: the bodies faults answer with (gzip bomb, oversize, poison, odd statuses...);
+* ``hostile``: the bodies faults answer with (gzip bomb, oversize, poison, odd statuses...),
+  and ``answers``: which one a fault answers with;
 * ``server``: HTTP, the control endpoints (``/-/faults``, ``/-/fail-next``, ...), the redirect
-  capture listener;
+  capture listener; it hands requests to the ``Account`` and never the other way;
 * ``cli``: ``python -m exporter.simulator --listen-address 127.0.0.1:8080 --api-key K
   --api-secret S --app-ids A,B [--push-url URL]``.
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +163,30 @@ def started_between(
                 found.append(drawn)
     found.sort(key=lambda c: (c.end, int(c.call_id)))
     return found
+
+
+def ended_between(
+    seed: int,
+    apps: Mapping[str, Sequence[Plan]],
+    after: float,
+    until: float,
+    limit: int,
+    timeline: Timeline,
+) -> tuple[list[dict[str, Any]], int]:
+    """Push records of the calls that ended in (after, until] simulated seconds, at most
+    ``limit`` of them, and how many more ended: those are never drawn."""
+    records: list[dict[str, Any]] = []
+    more = 0
+    if until <= after:
+        return records, more
+    for app_id, plans in apps.items():
+        for plan in plans:
+            first, last = plan.state_at(after)[1], plan.state_at(until)[1]
+            room = max(0, min(last - first, limit - len(records)))
+            more += last - first - room
+            for index in range(first, first + room):
+                records.append(push_record(call(seed, app_id, plan, index, timeline)))
+    return records, more
 
 
 def query_record(c: Call) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 catches followed redirects.
 
 Standard library servers, one thread a connection. Both listeners remember their
-connections, so ``Simulator.stop()`` also ends kept-alive and hanging ones. The control
+connections, so ``Simulator.stop()`` also ends kept-alive and hanging ones. The handlers hand
+each request to the ``Account`` and send what it answers: the model never sees HTTP. The control
 endpoints (``/-/faults``, ``/-/fail-next``, ``/-/change-before-page``, ``/-/delay-page``,
 ``/-/stats``) have no authentication: bind to loopback.
 """
@@ -18,9 +19,10 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
+from exporter.simulator.account import Account
 from exporter.simulator.api import (
     API_PATH,
     EMPTY_PAGE,
@@ -31,9 +33,6 @@ from exporter.simulator.api import (
     json_bytes,
 )
 from exporter.simulator.faults import Faults
-
-if TYPE_CHECKING:
-    from exporter.simulator.simulator import Simulator
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class Server(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        simulator: Simulator,
+        simulator: Account,
         handler: type[BaseHTTPRequestHandler],
     ) -> None:
         if ":" in address[0]:
@@ -117,7 +116,7 @@ class CaptureHandler(_TrackedHandler):
     """
 
     def _capture(self) -> None:
-        self.server.simulator._redirected(dict(self.headers.items()))
+        self.server.simulator.redirected(dict(self.headers.items()))
         length = self.headers.get("Content-Length", "")
         if length.strip().isdigit() and int(length) <= MAX_BODY_BYTES:
             self.rfile.read(int(length))
@@ -172,8 +171,8 @@ class ApiHandler(_TrackedHandler):
     def _serve_api(self, body: bytes, endpoint: str) -> None:
         simulator = self.server.simulator
         headers = {name.lower(): value for name, value in self.headers.items()}
-        reply = simulator._answer(headers, body, endpoint)
-        running = simulator._wait(reply.delay) if reply.delay > 0 else True
+        reply = simulator.answer(headers, body, endpoint)
+        running = simulator.wait(reply.delay) if reply.delay > 0 else True
         if reply.drop or not running:
             self.close_connection = True  # hang up without an answer
             return
@@ -182,7 +181,7 @@ class ApiHandler(_TrackedHandler):
             return
         self._send_head(reply.status, reply.content_type, reply.length, dict(reply.headers))
         for chunk in reply.chunks:
-            if reply.drip_seconds > 0 and not simulator._wait(reply.drip_seconds):
+            if reply.drip_seconds > 0 and not simulator.wait(reply.drip_seconds):
                 self.close_connection = True  # stopping: cut the body short
                 return
             self.wfile.write(chunk)  # a client that hung up ends this with a ConnectionError

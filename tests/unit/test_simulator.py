@@ -6,6 +6,7 @@ with the simulator's own helper, so a mistake in one cannot hide in the other.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
@@ -29,6 +30,7 @@ import pytest
 import requests
 import urllib3
 
+import exporter.simulator as simulator_package
 from exporter.simulator import (
     ALL_FAULT_KINDS,
     HOSTILE_FAULT_KINDS,
@@ -700,6 +702,34 @@ def test_cli_listens_on_port_zero_and_exits_0_on_signal(
     assert (answer["data"]["size"], answer["data"]["total"]) == (2, 3)
     process.send_signal(sig)
     assert process.wait(timeout=5) == 0
+
+
+def test_the_simulators_modules_import_each_other_one_way() -> None:
+    """No cycles: the server depends on the model (``account``), never the other way."""
+    package = Path(simulator_package.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        graph[path.stem] = {
+            node.module.rsplit(".", 1)[-1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+            and (node.module or "").startswith("exporter.simulator.")
+        }
+    assert "server" not in graph["account"] | graph["tasks"] | graph["call_index"]
+    assert "simulator" not in graph["server"]
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join((*path, module))}"
+        if module not in done:
+            for imported in graph.get(module, ()):
+                visit(imported, (*path, module))
+            done.add(module)
+
+    for module in graph:
+        if module != "__init__":
+            visit(module, ())
 
 
 def test_simulator_imports_only_the_standard_library_and_the_listen_parser() -> None:

@@ -1,0 +1,454 @@
+"""``Account``: the simulated API's model: one account's apps, their tasks and calls, the
+faults in force and the counters. ``simulator.Simulator`` serves it over HTTP.
+
+A request is answered in three steps: check it (``api``), decide and count a fault (``faults``),
+then build the page or the fault's answer (``campaigns``, ``call_index``, ``hostile``) outside
+the lock. Tasks keep their own lock (``tasks``); everything else is behind this one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+from exporter.simulator.answers import fault_reply
+from exporter.simulator.api import (
+    ENDPOINTS,
+    RECORD_QUERY,
+    TASK_LIST,
+    Query,
+    Rejected,
+    Reply,
+    api_error,
+    check_headers,
+    guess_app_id,
+    is_int,
+    json_bytes,
+    page_payload,
+    parse_query,
+    parse_record_query,
+)
+from exporter.simulator.call_index import CallIndex
+from exporter.simulator.calls import (
+    MAX_CALL_SECONDS,
+    Call,
+    Timeline,
+    ended_between,
+    query_record,
+    started_between,
+)
+from exporter.simulator.campaigns import render
+from exporter.simulator.faults import (
+    ALL_FAULT_KINDS,
+    FAULT_VARIANTS,
+    STATS_KINDS,
+    Fault,
+    Faults,
+    Pending,
+    Stats,
+    check_api_code,
+    check_fault_status,
+    configured_fault,
+    decide,
+    random_fault,
+)
+from exporter.simulator.push import Pusher, PushSettings
+from exporter.simulator.tasks import Tasks
+
+_KEPT_WINDOWS = 16  # recordQuery windows (per second of the clock) kept for their next pages
+
+log = logging.getLogger(__name__)
+
+
+class Account:
+    """The ITNIO ``taskList`` and ``recordQuery`` API for one account, and, with ``push_url``,
+    the call-record push (see ``push``), without the HTTP (``Simulator`` adds it).
+
+    Every method is thread-safe: tests change tasks and faults while a client polls.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        app_ids: Sequence[str],
+        *,
+        tasks_per_app: int = 12,
+        seed: int = 0,
+        server_page_size: int | None = None,
+        clock: Callable[[], float] = time.time,
+        speed: float = 1.0,
+        push_url: str | None = None,
+        push_max_attempts: int = 3,
+        push_retry_delay: float = 0.2,
+        push_duplicate_ratio: float = 0.05,
+        push_queue_size: int = 10_000,
+        newest_first: bool = False,
+    ) -> None:
+        if isinstance(app_ids, str) or not app_ids:
+            raise ValueError("app_ids: must be a non-empty list of strings")
+        if len(set(app_ids)) != len(app_ids) or not all(app_ids):
+            raise ValueError("app_ids: must be unique and non-empty")
+        if tasks_per_app < 0:
+            raise ValueError("tasks_per_app: must be >= 0")
+        if server_page_size is not None and server_page_size < 1:
+            raise ValueError("server_page_size: must be >= 1")
+        if speed < 0:
+            raise ValueError("speed: must be >= 0")
+        self._api_key = api_key
+        self._api_secret = api_secret
+        self._server_page_size = server_page_size
+        # recordQuery's order is not documented. Newest first, a call that ends while a read
+        # pages moves every later record one place down: across a page boundary, one is read
+        # twice or skipped.
+        self._newest_first = newest_first
+        self._clock = clock
+        self._speed = speed
+        self._started_at = clock()
+        self._seed = seed
+        self._timeline = Timeline(self._started_at, speed)
+        self._lock = threading.Lock()
+        self._tasks = Tasks(app_ids, tasks_per_app, seed, self._started_at, clock)
+        self._indexes = {app_id: CallIndex(seed, app_id, self._timeline) for app_id in app_ids}
+        self._faults = Faults()
+        self._pending: deque[Pending] = deque()
+        self._rng = random.Random(seed)
+        self._requests = 0
+        self._answered: dict[str, int] = {}
+        self._fault_kinds = dict.fromkeys(STATS_KINDS, 0)
+        self._fault_codes: dict[str, int] = {}
+        self._redirect_followed = 0
+        self._redirect_credentials = 0
+        self._stopping = threading.Event()
+        self._record_queries = 0
+        self._windows: OrderedDict[tuple[str, int, int, int], list[Call]] = OrderedDict()
+        self._pusher: Pusher | None = None
+        self._push_cursor = 0.0  # simulated time up to which ended calls were pushed
+        # PushSettings' fields after the URL, in order.
+        self._push_options = (
+            push_max_attempts,
+            push_retry_delay,
+            push_duplicate_ratio,
+            push_queue_size,
+        )
+        if push_url is not None:
+            self._pusher = self._new_pusher(push_url)
+
+    def _new_pusher(self, url: str) -> Pusher:
+        settings = PushSettings(url, *self._push_options)
+        return Pusher(settings, self._ended_calls, self._seed)
+
+    def _push_from_now(self, url: str | None = None) -> None:
+        """Push each call that ends from now on: to ``push_url``, or to ``url`` if the push is
+        not on yet; calls that ended before are never pushed."""
+        with self._lock:
+            if self._stopping.is_set() or (url is not None and self._pusher is not None):
+                return
+            if url is not None:
+                self._pusher = self._new_pusher(url)
+            pusher = self._pusher
+            self._push_cursor = self._elapsed(self._clock())
+        if pusher is not None:
+            pusher.start()
+
+    def _stop(self) -> None:
+        """End the push and every hold (latency, ``delay_page``, drips) under way."""
+        self._stopping.set()
+        if self._pusher is not None:
+            self._pusher.stop()
+
+    # ---- tasks
+
+    def tasks(self, app_id: str) -> list[dict[str, Any]]:
+        """The app's records as the API would show them now, newest first."""
+        return self._tasks.rendered(app_id, self._elapsed(self._clock()))
+
+    def set_tasks(self, app_id: str, records: Sequence[Mapping[str, Any]]) -> None:
+        """Serve exactly these records, in this order, from now on; the app stops progressing.
+
+        Records are not checked, so tests can feed the client odd or broken ones (a string
+        with a lone surrogate goes out as its JSON escape).
+        """
+        self._tasks.set_tasks(app_id, records)
+
+    def add_task(self, app_id: str, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Create a task as the newest (first) record and return it.
+
+        Missing fields are filled in (``jobId`` one above the app's highest), so
+        ``add_task(app)`` alone reproduces a task created while a client pages.
+        """
+        return self._tasks.add_task(app_id, record)
+
+    def remove_task(self, app_id: str, job_id: int) -> bool:
+        """Delete the task with this jobId; False if there was none."""
+        return self._tasks.remove_task(app_id, job_id)
+
+    def change_before_page(self, app_id: str, page: int, action: str, *, count: int = 1) -> None:
+        """Create or delete ``count`` tasks just before the app's next page ``page`` is built.
+
+        It fires once, for the next request for that page that is answered with a page (a
+        request that gets a fault leaves it waiting), in the same hold of the lock as taking
+        the records that page shows: a test can place a change exactly between two page reads.
+        Triggers for one page fire together.
+
+        ``create`` inserts new tasks as the newest, like ``add_task``: every later record moves
+        down a place. ``delete`` removes the newest tasks (the first records of page 1): every
+        later record moves up a place, so a client that read page ``page - 1`` before the
+        change and ``page`` after it misses a record. ``Stats.churn`` counts the tasks.
+        """
+        self._tasks.change_before_page(app_id, page, action, count)
+
+    def delay_page(self, app_id: str, page: int, seconds: float) -> None:
+        """Hold the app's next request for page ``page`` ``seconds`` before its page is built.
+
+        One-shot, like ``change_before_page`` (whose trigger for that page fires after the
+        hold): with pages read in parallel, a test decides which is built first, e.g. page 3
+        before page 2, and so places a change between any two reads in any order.
+        """
+        self._tasks.delay_page(app_id, page, seconds)
+
+    # ---- calls
+
+    def calls(
+        self, app_id: str, start: float | None = None, end: float | None = None
+    ) -> list[dict[str, Any]]:
+        """The app's calls that started in [start, end] (Unix seconds; default: its first call
+        to now) and have ended, as ``recordQuery`` records in its order: oldest end first
+        (newest first with ``newest_first``).
+
+        Drawn afresh, not from the index recordQuery answers from: tests compare the two.
+        Generated tasks only: added and pinned records make no calls.
+        """
+        now = self._clock()
+        plans = self._tasks.app_plans(app_id)
+        if start is None:  # from the first call of the earliest task
+            firsts = [self._timeline.wall(p.start) for p in plans if p.start != float("inf")]
+            start = int(min(firsts, default=now) - MAX_CALL_SECONDS) - 1
+        high = int(end) if end is not None else int(now)
+        found = started_between(self._seed, app_id, plans, int(start), high, now, self._timeline)
+        return [query_record(c) for c in self._in_order(found)]
+
+    def _in_order(self, calls: list[Call]) -> list[Call]:
+        return calls[::-1] if self._newest_first else calls
+
+    def _ended_calls(self, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Push records of the calls that ended since the last look (the push thread), at most
+        ``limit`` of them, and how many more ended: those are never drawn."""
+        until = self._elapsed(self._clock())
+        apps = self._tasks.plans()
+        with self._lock:
+            after, self._push_cursor = self._push_cursor, max(self._push_cursor, until)
+        return ended_between(self._seed, apps, after, until, limit, self._timeline)
+
+    # ---- faults and stats
+
+    @property
+    def faults(self) -> Faults:
+        """The fault settings in force (``GET /-/faults`` shows the same)."""
+        with self._lock:
+            return self._faults
+
+    def set_faults(self, faults: Faults) -> None:
+        """Replace every fault setting at once; ``Faults()`` heals the API."""
+        if not isinstance(faults, Faults):
+            raise TypeError("set_faults takes a Faults")
+        with self._lock:
+            self._faults = faults
+        log.info("faults set to %s", faults)
+
+    def fail_next(
+        self,
+        n: int,
+        kind: str,
+        *,
+        app_id: str | None = None,
+        api_code: str = "-5",
+        http_status: int | None = None,
+        variant: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        """Fail exactly the next ``n`` valid requests (for ``app_id`` only, if given; to
+        ``endpoint`` only, ``taskList`` or ``recordQuery``, if given).
+
+        ``kind`` is one of ``ALL_FAULT_KINDS`` (see ``Faults``). ``http_status`` sets the status
+        of ``http_5xx`` (400-599, default 503), ``redirect`` (301, 302, 303, 307, 308; default
+        302) and ``retry_after`` (429 or 503; default 429); ``api_code`` the code of
+        ``api_code``; ``variant`` pins one of ``FAULT_VARIANTS[kind]`` (else one is drawn at
+        random). These come before any other fault and ignore ``Faults.app_ids`` and
+        ``Faults.endpoints``.
+        """
+        if endpoint is not None and endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint: must be one of {list(ENDPOINTS)}, got {endpoint!r}")
+        if kind not in ALL_FAULT_KINDS:
+            raise ValueError(f"kind: unknown {kind!r}, known {list(ALL_FAULT_KINDS)}")
+        if not is_int(n) or n < 0:
+            raise ValueError(f"n: must be an integer >= 0, got {n!r}")
+        check_api_code("api_code", api_code)
+        if http_status is not None:
+            check_fault_status(kind, http_status)
+        if variant is not None and variant not in FAULT_VARIANTS.get(kind, ()):
+            known = list(FAULT_VARIANTS.get(kind, ()))
+            raise ValueError(f"variant: {kind} has no variant {variant!r}, known {known}")
+        with self._lock:
+            pending = Pending(kind, app_id, api_code, http_status, variant, endpoint)
+            self._pending.extend([pending] * n)
+
+    def stats(self) -> Stats:
+        """Requests received, faults injected and pushes made since start-up; see ``Stats``."""
+        pushes = self._pusher.stats() if self._pusher is not None else {}
+        with self._lock:
+            return Stats(
+                requests=self._requests,
+                answered=dict(self._answered),
+                faults_total=sum(self._fault_kinds.values()),
+                faults=dict(self._fault_kinds),
+                fault_codes=dict(self._fault_codes),
+                churn=self._tasks.churn(),
+                redirect_followed=self._redirect_followed,
+                redirect_credentials=self._redirect_credentials,
+                record_queries=self._record_queries,
+                push_sent=pushes.get("push_sent", 0),
+                push_delivered=pushes.get("push_delivered", 0),
+                push_retried=pushes.get("push_retried", 0),
+                push_duplicated=pushes.get("push_duplicated", 0),
+                push_failed=pushes.get("push_failed", 0),
+                push_dropped=pushes.get("push_dropped", 0),
+                push_pending=pushes.get("push_pending", 0),
+            )
+
+    # ---- answering (called by the handlers in server.py)
+
+    def answer(self, headers: Mapping[str, str], body: bytes, endpoint: str = TASK_LIST) -> Reply:
+        """Answer one taskList or recordQuery request; ``headers`` has lowercase names."""
+        now = self._clock()
+        with self._lock:
+            self._requests += 1
+            self._record_queries += endpoint == RECORD_QUERY
+            faults = self._faults
+        app_id = guess_app_id(body)
+        delay = self._latency(faults) if faults.applies_to(app_id, endpoint) else 0.0
+        try:
+            check_headers(headers, self._api_key, self._api_secret, now)
+            query = parse_record_query(body) if endpoint == RECORD_QUERY else parse_query(body)
+            if query.app_id not in self._tasks:
+                raise Rejected("-37")
+        except Rejected as rejected:
+            self._count_answer(rejected.code)
+            return Reply(body=api_error(rejected.code, rejected.detail), delay=delay)
+        fault = self._inject(query.app_id, faults, endpoint)
+        if fault is not None:
+            page = partial(self._call_page if endpoint == RECORD_QUERY else self._page, query, now)
+            calls = endpoint == RECORD_QUERY
+            reply = fault_reply(fault, faults, query, now, page, calls, self.redirect_url)
+            return replace(reply, delay=delay + reply.delay)
+        self._count_answer("0")
+        if endpoint == RECORD_QUERY:
+            return Reply(body=json_bytes(self._call_page(query, now)), delay=delay)
+        hold = self._tasks.take_delay(query.app_id, query.current)
+        if hold > 0 and not self.wait(hold):
+            return Reply(drop=True)  # stopping
+        return Reply(body=json_bytes(self._page(query, now, faults)), delay=delay)
+
+    def _call_page(self, query: Query, now: float) -> dict[str, Any]:
+        """One recordQuery page: the window's ended calls, oldest end first.
+
+        The app's ``CallIndex`` draws each call once; the window cut from it is kept for the
+        pages asked for within the same second of the clock.
+        """
+        key = (query.app_id, query.start_time, query.end_time, math.floor(now))
+        with self._lock:
+            found = self._windows.get(key)
+        if found is None:
+            plans = self._tasks.app_plans(query.app_id)
+            index = self._indexes[query.app_id]
+            found = self._in_order(index.started_between(plans, *key[1:]))
+            with self._lock:
+                self._windows[key] = found
+                while len(self._windows) > _KEPT_WINDOWS:
+                    self._windows.popitem(last=False)
+        size = self._server_page_size or query.size
+        first = (query.current - 1) * size
+        records = [query_record(c) for c in found[first : first + size]]
+        return page_payload(records, total=len(found), size=size, current=query.current)
+
+    def _page(self, query: Query, now: float, faults: Faults | None = None) -> dict[str, Any]:
+        """One page in the documented shape; only the page's records are rendered.
+
+        With ``faults`` (a page that answers a request), due ``change_before_page`` triggers and
+        churn happen first, in the hold of the lock that takes the records; without (a page a
+        fault embeds), nothing changes.
+        """
+        churn = None
+        if faults is not None:
+            churn = faults.churn_ratio if faults.applies_to(query.app_id, TASK_LIST) else 0.0
+        entries = self._tasks.for_page(query.app_id, query.current, query.name, churn)
+        size = self._server_page_size or query.size
+        first = (query.current - 1) * size
+        elapsed = self._elapsed(now)
+        records = [render(entry, elapsed) for entry in entries[first : first + size]]
+        return page_payload(records, total=len(entries), size=size, current=query.current)
+
+    def _inject(self, app_id: str, faults: Faults, endpoint: str) -> Fault | None:
+        """Pick the fault for a valid request, if any, and count it exactly once."""
+        with self._lock:
+            fault = self._pending_fault(app_id, faults, endpoint)
+            if fault is None and faults.applies_to(app_id, endpoint):
+                fault = configured_fault(faults, self._rng) or random_fault(faults, self._rng)
+            if fault is not None:
+                kind = "http_status" if fault.kind == "http_5xx" else fault.kind
+                self._fault_kinds[kind] += 1
+                self._fault_codes[fault.code] = self._fault_codes.get(fault.code, 0) + 1
+        return fault
+
+    def _pending_fault(self, app_id: str, faults: Faults, endpoint: str) -> Fault | None:
+        for index, pending in enumerate(self._pending):
+            if pending.app_id in (None, app_id) and pending.endpoint in (None, endpoint):
+                del self._pending[index]
+                return decide(
+                    pending.kind,
+                    faults,
+                    self._rng,
+                    api_code=pending.api_code,
+                    status=pending.http_status,
+                    variant=pending.variant,
+                )
+        return None
+
+    @property
+    def redirect_url(self) -> str:
+        """Where a ``redirect`` fault points: the listener ``Simulator`` starts for it."""
+        raise RuntimeError("not started")
+
+    def redirected(self, headers: Mapping[str, str]) -> None:
+        """Count a request that followed a redirect to the capture listener."""
+        names = {name.lower() for name in headers}
+        with self._lock:
+            self._redirect_followed += 1
+            self._redirect_credentials += bool(names & {"api-key", "sign", "timestamp"})
+
+    # ---- helpers
+
+    def _latency(self, faults: Faults) -> float:
+        if faults.latency_jitter_seconds <= 0:
+            return faults.latency_seconds
+        with self._lock:
+            return faults.latency_seconds + self._rng.uniform(0, faults.latency_jitter_seconds)
+
+    def _count_answer(self, code: str) -> None:
+        with self._lock:
+            self._answered[code] = self._answered.get(code, 0) + 1
+
+    def _elapsed(self, now: float) -> float:
+        return (now - self._started_at) * self._speed
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep, cut short by ``_stop()``; True if the simulator is still running."""
+        return not self._stopping.wait(seconds)
