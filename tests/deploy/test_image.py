@@ -402,8 +402,14 @@ def test_compose_exporter_polls_the_compose_simulator_in_containers(
     config = yaml.safe_load((ROOT / "deploy" / "compose" / "config.yaml").read_text())
     apps = config["accounts"][0]["app_ids"]
     everyone = dict.fromkeys(apps, 1.0)
-    assert wait_until(lambda: _up(sim.url) == everyone and everyone, timeout=60)
-    assert wait_until(lambda: _by_app(sim.url, "aivoice_calls_up") == everyone, timeout=60)
+    assert wait_until(
+        lambda: _up(sim.url) == everyone and everyone, timeout=180, what="aivoice_up 1 everywhere"
+    )
+    assert wait_until(
+        lambda: _by_app(sim.url, "aivoice_calls_up") == everyone,
+        timeout=180,
+        what="aivoice_calls_up 1 everywhere",
+    )
     pushed = {"source": "push", "outcome": "counted"}
 
     def pushes_counted() -> bool:
@@ -411,7 +417,7 @@ def test_compose_exporter_polls_the_compose_simulator_in_containers(
         return set(counted) == set(apps) and all(n > 0 for n in counted.values())
 
     # At speed 5, each app's calls end many times a second: the first pushes come at once.
-    assert wait_until(pushes_counted, timeout=60)
+    assert wait_until(pushes_counted, timeout=180, what="pushed calls counted for every app")
 
 
 # --- what the image holds -----------------------------------------------------------------------

@@ -26,6 +26,19 @@ LIVE_PREFIXES = ("process_", "python_")
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
+def sample_values(
+    text: str, name: str, openmetrics: bool = False
+) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples named `name` in a scraped exposition, by their sorted labels."""
+    families = (parse_om if openmetrics else parse_text)(text)
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in families
+        for s in family.samples
+        if s.name == name
+    }
+
+
 def task(job_id: str, status: str = "IN_PROCESS", calls: int = 100, done: int = 40, **kw) -> Task:
     fields = {
         "name": f"task {job_id}",

@@ -55,7 +55,7 @@ class Process:
         for line in self.popen.stdout:
             self.lines.append(line.rstrip("\n"))
 
-    def wait_for_line(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+    def wait_for_line(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
         """The first line matching `pattern`; fails with the log if none comes in time or the
         process exits without one."""
         regex = re.compile(pattern)
@@ -74,7 +74,7 @@ class Process:
         lines = self.lines if last is None else self.lines[-last:]
         return "\n".join(lines)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Send `sig` and return the exit code; fails (after a kill) if it does not exit."""
         if self.popen.poll() is None:
             self.popen.send_signal(sig)
@@ -97,7 +97,7 @@ class ExporterProcess(Process):
 
     address: str = ""
 
-    def wait_until_listening(self, timeout: float = 10.0) -> str:
+    def wait_until_listening(self, timeout: float = 60.0) -> str:
         """The HOST:PORT it logs it listens on (logfmt logs), kept in `address`."""
         line = self.wait_for_line(r'msg="?Listening"? address=(\S+)', timeout)
         self.address = line.group(1)

@@ -39,7 +39,7 @@ def require_tool(*names: str) -> str:
 
 def wait_until(
     check: Callable[[], Any],
-    timeout: float = 10.0,
+    timeout: float = 60.0,
     interval: float = 0.1,
     *,
     ignoring: tuple[type[Exception], ...] = (),
@@ -60,7 +60,7 @@ def wait_until(
 
 def scrape(url: str, **kwargs: Any) -> requests.Response:
     """GET that fails the test unless the answer is a 2xx."""
-    response = requests.get(url, timeout=10, **kwargs)
+    response = requests.get(url, **{"timeout": 30, **kwargs})
     response.raise_for_status()
     return response
 

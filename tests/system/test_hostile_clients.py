@@ -26,7 +26,9 @@ from tests.support.tools import read_until_closed
 
 pytestmark = pytest.mark.slow
 
-PROMPT_SECONDS = 1.0  # What "answers promptly" means for a scrape of a cached body.
+# What "answers promptly" means for a scrape of a cached body on a busy two-core machine: far
+# less than the attacks below hold their connections.
+PROMPT_SECONDS = 5.0
 
 
 @pytest.fixture
@@ -61,7 +63,7 @@ def metrics_promptly(address: tuple[str, int]) -> requests.Response:
     host, port = address
     started = time.perf_counter()
     with requests.Session() as session:
-        response = session.get(f"http://{host}:{port}/metrics", timeout=5)
+        response = session.get(f"http://{host}:{port}/metrics", timeout=30)
     elapsed = time.perf_counter() - started
     assert response.status_code == 200
     assert b"aivoice_up{" in response.content

@@ -57,9 +57,9 @@ VARIABLES = {
     "__interval": "1s",
     "__range": "5m",
 }
-STARTUP_TIMEOUT = 30.0
-DATA_TIMEOUT = 45.0
-ALERT_TIMEOUT = 60.0
+STARTUP_TIMEOUT = 120.0
+DATA_TIMEOUT = 180.0
+ALERT_TIMEOUT = 180.0
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 
 

@@ -186,8 +186,9 @@ def test_scrape_does_not_wait_for_a_slow_poll(simulator: Simulator, run_daemon) 
     running = run_daemon()
     wait_until(lambda: running.value("aivoice_up", app_id=A) == 1)
     before = simulator.stats()["requests"]
-    simulator.set_faults(Faults(latency_seconds=1.5))
+    simulator.set_faults(Faults(latency_seconds=20))
     wait_until(lambda: simulator.stats()["requests"] > before)  # A poll is under way.
-    response = requests.get(running.url + "/metrics", timeout=5)
+    response = requests.get(running.url + "/metrics", timeout=30)
     assert response.status_code == 200
-    assert response.elapsed.total_seconds() < 0.5
+    # Far less than the poll's 20 s, with room for a busy machine's scheduling.
+    assert response.elapsed.total_seconds() < 5

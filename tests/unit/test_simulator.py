@@ -502,7 +502,8 @@ def test_latency_jitter_stays_within_its_bound(sim: Simulator) -> None:
     for _ in range(3):
         started = time.monotonic()
         api(sim)
-        assert 0.05 <= time.monotonic() - started < 1.0
+        # At most 0.15 s of latency, and scheduling slack far below a hang.
+        assert 0.05 <= time.monotonic() - started < 5.0
 
 
 @pytest.mark.parametrize("kind", ["http_5xx", "garbage", "api_code"])
@@ -624,7 +625,7 @@ def test_stop_ends_hanging_requests_and_frees_the_port() -> None:
             post(sim, timeout=0.1)
         started = time.monotonic()
         sim.stop()
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 15  # Not the 60 s hang.
         with pytest.raises(OSError):
             socket.create_connection(address, timeout=1).close()
     finally:
@@ -882,16 +883,16 @@ def test_delay_page_builds_a_later_page_first_so_a_create_loses_a_record(
 
 @pytest.mark.slow
 def test_delay_page_holds_once_and_only_its_page(sim: Simulator) -> None:
-    sim.delay_page(APPS[0], 2, 1.0)
+    sim.delay_page(APPS[0], 2, 5.0)
     started = time.monotonic()
     api(sim, current=1)
     api(sim, app_id=APPS[1], current=2)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0
     api(sim, current=2)
-    assert time.monotonic() - started >= 1.0
+    assert time.monotonic() - started >= 5.0
     started = time.monotonic()
     api(sim, current=2)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0
 
 
 def test_delay_page_rejects_bad_arguments_and_is_on_http(sim: Simulator) -> None:
