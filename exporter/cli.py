@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from exporter import __version__, logs
-from exporter.client import Stopped
 from exporter.config import (
     Config,
     ConfigError,
@@ -28,6 +27,7 @@ from exporter.config import (
 from exporter.daemon import Daemon
 from exporter.listen import parse_listen_address
 from exporter.memory import limit_malloc_arenas
+from exporter.paging import Stopped
 from exporter.server import WebSecurity
 from exporter.webconfig import load_web_config
 

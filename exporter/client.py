@@ -1,5 +1,5 @@
-"""Reads one account's apps: signed, rate-limited, retried requests; task lists read whole,
-and call records (recordQuery) read window by window.
+"""Reads one account's apps: the account's rate limit, retried requests, and task lists read
+until they can be trusted; call records (recordQuery) are read window by window.
 
 Transient failures (timeouts, connection errors, HTTP 5xx/429, answers that are not the
 documented JSON) are retried with exponential backoff and full jitter; a `Retry-After` holds the
@@ -12,10 +12,10 @@ when a task is created or deleted meanwhile, which can silently skip one, so a r
 only when every page reports the same `total` and the distinct `jobId`s number exactly that
 total; otherwise the app is read again, up to `MAX_READS` times, and the best read is kept.
 
-recordQuery shares all of this (one `_Endpoint` says what differs: URL, body, parser, label)
-except the re-reads: its windows overlap and the ledger counts each `callId` once, so a record
-that moved between pages is caught by the next window instead. Every attempt is recorded under
-its endpoint.
+How pages are read is `paging`'s, what a read found is `reads`'. recordQuery shares all of
+this (one `Endpoint` says what differs: URL, body, parser, label) except the re-reads: its
+windows overlap and the ledger counts each `callId` once, so a record that moved between pages
+is caught by the next window instead. Every attempt is recorded under its endpoint.
 """
 
 from __future__ import annotations
@@ -24,17 +24,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError, Future
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import partial
-from typing import Generic, Protocol, TypeVar
 
 from exporter.codes import INVALID_RESPONSE, POLL_TIMEOUT, PollError
 from exporter.config import Account, ApiConfig
-from exporter.records import CallRecord, parse_record_page, record_query_request, window_text
-from exporter.snapshot import Task
+from exporter.paging import Endpoint, PageT, Stopped, read_pages
+from exporter.reads import CallRead, TaskRead, call_read, task_read
+from exporter.records import parse_record_page, record_query_request, window_text
 from exporter.stats import (
     CONSISTENT,
     INCONSISTENT,
@@ -49,66 +46,9 @@ from exporter.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
-MAX_PAGES = 1000  # 100,000 tasks at the largest page size: beyond that, something is wrong.
 MAX_READS = 3  # One read and at most two re-reads of an app whose tasks moved meanwhile.
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 10.0
-
-
-class Stopped(Exception):
-    """The daemon is shutting down; abandon the poll."""
-
-
-@dataclass(frozen=True)
-class TaskRead:
-    """An app's task list as one read found it.
-
-    `consistent` is False when even the last re-read could not be trusted; `problem` says why.
-    `truncated` is True when the app has more than `MAX_PAGES` pages and the rest was left out.
-    """
-
-    tasks: tuple[Task, ...]
-    total: int
-    consistent: bool = True
-    problem: str = ""
-    truncated: bool = False
-
-    @property
-    def missing(self) -> int:
-        return abs(self.total - len(self.tasks))
-
-
-@dataclass(frozen=True)
-class CallRead:
-    """An app's call records for one window, as one read of every page found them.
-
-    `records` keeps every page's records in page order, duplicates included (pages shift as
-    calls end); `rejected` has one `RecordError` kind per record that could not be read;
-    `truncated` is True when the window has more than `MAX_PAGES` pages and the rest was left out.
-    """
-
-    records: tuple[CallRecord, ...]
-    rejected: tuple[str, ...]
-    truncated: bool = False
-
-
-class _Paged(Protocol):
-    @property
-    def pages(self) -> int: ...
-
-
-PageT = TypeVar("PageT", bound=_Paged)
-_Fetch = Callable[[str, int, float], PageT]  # (app_id, page number, deadline) -> page
-
-
-@dataclass(frozen=True)
-class _Endpoint(Generic[PageT]):
-    """What differs between the endpoints: where, what to send for page n, how to read it."""
-
-    name: str  # The `endpoint` label its requests are counted under.
-    url: str
-    body: Callable[[int], bytes]
-    parse: Callable[[bytes], PageT]
 
 
 class RateLimiter:
@@ -173,7 +113,7 @@ class ApiClient:
         """
         best: TaskRead | None = None
         for attempt in range(1, MAX_READS + 1):
-            read = _assemble(self._read_pages(app_id, self.fetch_page, deadline))
+            read = task_read(read_pages(self._pool, app_id, self.fetch_page, deadline))
             if read.consistent:
                 self._recorder.count_read(app_id, CONSISTENT)
                 return read
@@ -194,38 +134,17 @@ class ApiClient:
         """
         zone = self._api.create_time_zone
         window = (window_text(start, zone), window_text(end, zone))
-        endpoint = _Endpoint(
+        endpoint = Endpoint(
             RECORD_QUERY,
             self._record_url,
             lambda n: record_query_request(app_id, *window, n, self._api.page_size),
             partial(parse_record_page, app_id=app_id),
         )
-        pages = self._read_pages(app_id, partial(self._fetch, endpoint), deadline)
-        return CallRead(
-            records=tuple(record for page in pages for record in page.records),
-            rejected=tuple(kind for page in pages for kind in page.rejected),
-            truncated=max(page.pages for page in pages) > MAX_PAGES,
-        )
-
-    def _read_pages(self, app_id: str, fetch: _Fetch[PageT], deadline: float) -> list[PageT]:
-        """Page 1, then the rest side by side on the pool; more if the page count grew.
-
-        Every request goes through the pool, so `poll.concurrency` bounds them all.
-        """
-        pages: dict[int, PageT] = {}
-        wanted = 1
-        while len(pages) < wanted:
-            numbers = [n for n in range(1, wanted + 1) if n not in pages]
-            futures = [
-                self._pool.submit(partial(fetch, app_id, n, deadline), key=app_id) for n in numbers
-            ]
-            pages.update(zip(numbers, _results(futures, deadline), strict=True))
-            wanted = min(max(page.pages for page in pages.values()), MAX_PAGES)
-        return [pages[n] for n in sorted(pages)]
+        return call_read(read_pages(self._pool, app_id, partial(self._fetch, endpoint), deadline))
 
     def fetch_page(self, app_id: str, current: int, deadline: float = float("inf")) -> Page:
         """One taskList page, retried with backoff while the failure is transient."""
-        endpoint = _Endpoint(
+        endpoint = Endpoint(
             TASK_LIST,
             self._url,
             lambda n: page_request(app_id, n, self._api.page_size, self._account.task_name),
@@ -234,7 +153,7 @@ class ApiClient:
         return self._fetch(endpoint, app_id, current, deadline)
 
     def _fetch(
-        self, endpoint: _Endpoint[PageT], app_id: str, current: int, deadline: float
+        self, endpoint: Endpoint[PageT], app_id: str, current: int, deadline: float
     ) -> PageT:
         """One page of any endpoint, retried with backoff while the failure is transient."""
         body = endpoint.body(current)
@@ -263,7 +182,7 @@ class ApiClient:
         raise AssertionError("unreachable")
 
     def _attempt(
-        self, endpoint: _Endpoint[PageT], app_id: str, body: bytes, deadline: float
+        self, endpoint: Endpoint[PageT], app_id: str, body: bytes, deadline: float
     ) -> PageT:
         self._limiter.wait(self._stop, deadline)
         if self._stop.is_set():
@@ -283,40 +202,3 @@ class ApiClient:
             self._recorder.observe(
                 app_id, time.perf_counter() - started, error, endpoint=endpoint.name
             )
-
-
-def _results(futures: Sequence[Future[PageT]], deadline: float) -> list[PageT]:
-    """Each future's page in order; on the first failure or at the deadline the rest is dropped."""
-    try:
-        return [future.result(timeout=_seconds_until(deadline)) for future in futures]
-    except FutureTimeout:
-        raise PollError(POLL_TIMEOUT, "pages still outstanding at the deadline") from None
-    except CancelledError:  # The pool was closed under us: the daemon is stopping.
-        raise Stopped from None
-    finally:
-        for future in futures:
-            future.cancel()  # Only those not started yet: nothing is sent for them.
-
-
-def _seconds_until(deadline: float) -> float | None:
-    """What is left until `deadline`, or None (wait for ever) when there is none."""
-    return None if deadline == float("inf") else max(deadline - time.monotonic(), 0.0)
-
-
-def _assemble(pages: Sequence[Page]) -> TaskRead:
-    """One read's tasks, each `jobId` once, and whether the read can be trusted."""
-    unique: dict[str, Task] = {}
-    for page in pages:
-        for task in page.tasks:
-            unique.setdefault(task.job_id, task)
-    tasks = tuple(unique.values())
-    totals = sorted({page.total for page in pages})
-    total = pages[-1].total
-    truncated = pages[0].pages > MAX_PAGES
-    if len(totals) > 1:
-        problem = f"the pages' totals differ ({totals[0]} to {totals[-1]}): tasks changed meanwhile"
-        return TaskRead(tasks, total, consistent=False, problem=problem, truncated=truncated)
-    if len(tasks) != total and not truncated:
-        problem = f"{len(tasks)} distinct tasks where the API counts {total}"
-        return TaskRead(tasks, total, consistent=False, problem=problem)
-    return TaskRead(tasks, total, truncated=truncated)

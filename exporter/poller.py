@@ -25,9 +25,11 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from exporter.calls import CallLedger
-from exporter.client import ApiClient, Stopped, TaskRead
+from exporter.client import ApiClient
 from exporter.codes import INVALID_RESPONSE, PollError, explain
 from exporter.config import Config
+from exporter.paging import Stopped
+from exporter.reads import TaskRead
 from exporter.snapshot import AppSnapshot, Snapshot, Task
 from exporter.stats import RECORD_QUERY, TASK_LIST, RequestRecorder
 from exporter.transport import Transport

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from exporter.client import MAX_READS, ApiClient, Stopped
+from exporter.client import MAX_READS, ApiClient
 from exporter.codes import TASK_LIST_CODES, PollError, explain
 from exporter.config import Account, ApiConfig
+from exporter.paging import Stopped
 from exporter.simulator import Faults, Simulator
 from exporter.snapshot import Task
 from exporter.stats import RECORD_QUERY, TASK_LIST, RequestRecorder
