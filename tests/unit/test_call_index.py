@@ -41,7 +41,7 @@ def ids(calls: list[Call]) -> list[str]:
 
 
 @pytest.mark.slow
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(windows=windows, speed=st.sampled_from([1.0, 5.0, 0.5]))
 def test_every_window_matches_a_fresh_draw(
     windows: list[tuple[int, int, float]], speed: float
