@@ -22,8 +22,8 @@ _KEY, _SECRET = "demo-key", "demo-secret"
 # tasks visibly progress between two scrapes. Every poll reads the whole lookback window again
 # (docs/operations.md, "Sizing"), so the window is kept just past the longest call (11 minutes,
 # 132 s at this speed) plus a poll interval, and polls come every 15 s as Prometheus scrapes:
-# about 1,000 call records a second for the three apps, some 15% of one core in all, so the demo
-# stays healthy on half a core (tests/system/test_demo.py).
+# about 1,200 call records a second for the three apps, some 12% of one core in all (simulator
+# included), so the demo stays healthy on half a core (tests/system/test_demo.py).
 DEMO_SPEED = 5.0
 DEMO_POLL = PollConfig(interval_seconds=15, stale_after_seconds=120, timeout_seconds=30)
 DEMO_CALLS = CallsConfig(enabled=True, lookback_seconds=180)
