@@ -2,6 +2,9 @@
 # aivoice-exporter: Prometheus exporter for the ITNIO AI-voice API.
 #   docker build -t aivoice-exporter .
 #   docker run -p 10188:10188 -v $PWD/config.yaml:/etc/aivoice-exporter/config.yaml:ro aivoice-exporter
+# With call outcomes, keep the call state on a volume so a restart loses no call:
+#   ... -v aivoice-state:/var/lib/aivoice-exporter aivoice-exporter \
+#       --config.file=/etc/aivoice-exporter/config.yaml --storage.path=/var/lib/aivoice-exporter
 #
 # BASE_IMAGE is any image with Python 3.11 as `python3` and its venv module. The default is the
 # public slim image; the test suite builds on a Debian bookworm image it makes with debootstrap
@@ -35,11 +38,14 @@ ENV PATH=/opt/aivoice-exporter/bin:$PATH \
 RUN groupadd --system --gid 10188 aivoice \
  && useradd --system --uid 10188 --gid aivoice --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin aivoice \
- && mkdir -p /etc/aivoice-exporter
+ && mkdir -p /etc/aivoice-exporter \
+ && install -d -m 0700 -o 10188 -g 10188 /var/lib/aivoice-exporter
 COPY --from=builder /opt/aivoice-exporter /opt/aivoice-exporter
 COPY deploy/docker/healthcheck.py /usr/local/bin/aivoice-exporter-healthcheck
 USER 10188:10188
 EXPOSE 10188
+# The call state (--storage.path, docs/operations.md): a new volume starts owned by uid 10188.
+VOLUME ["/var/lib/aivoice-exporter"]
 HEALTHCHECK --interval=30s --timeout=10s --start-period=10s --retries=3 \
     CMD ["python3", "/usr/local/bin/aivoice-exporter-healthcheck"]
 ENTRYPOINT ["aivoice-exporter"]

@@ -8,7 +8,11 @@ until no window can bring it again, and counts a call the first time only. The p
 source of a call's cost, so a push for a call the poll counted adds its cost and nothing else.
 
 The first recordQuery read of an app (after start-up, or after a reload adds it) only
-remembers what it sees: those calls may have been counted by the exporter's previous run.
+remembers what it sees: those calls may have been counted by the exporter's previous run. With
+`--storage.path`, the previous run's memory is handed back instead (`restore`, from what
+`export` gave the storage): the app then resumes where that run stopped, counting the calls that
+ended while the exporter was down and none it counted before. Restored ids are known only by
+their digest (`call_digest`), the one form the state file holds.
 
 Memory is bounded: remembered ids are forgotten by age, and at most `MAX_REMEMBERED_CALLS` per
 app; every label value a record brings is bounded per app. Nothing personal is ever here: a
@@ -20,6 +24,7 @@ Scrapes read `snapshot()`, an immutable copy rebuilt only for the apps that chan
 from __future__ import annotations
 
 import bisect
+import hashlib
 import logging
 import threading
 import time
@@ -80,6 +85,38 @@ MAX_PUSH_CODES = 20
 # Whether a remembered call has been counted, and whether its cost has.
 _SEEN = 0
 _COST = 1
+CALL_DIGEST_BYTES = 12  # 96 bits: a collision among a quarter of a million ids is about 2**-60.
+
+
+def call_digest(call_id: str) -> bytes:
+    """What a remembered call is known by once it leaves memory: a digest of its id, so the
+    state on disk holds no value of any record."""
+    return hashlib.blake2b(
+        call_id.encode("utf-8", "surrogatepass"),
+        digest_size=CALL_DIGEST_BYTES,
+        person=b"aivoice-callid",
+    ).digest()
+
+
+@dataclass(frozen=True)
+class RememberedCall:
+    """A call the ledger remembers, as the state on disk keeps it."""
+
+    digest: bytes
+    seen_seconds: float  # When it was first seen (the ledger's clock): it is forgotten by age.
+    cost_counted: bool
+
+
+@dataclass(frozen=True)
+class AppResume:
+    """What one app needs to resume its call-record reads after a restart: the end of the
+    latest window read whole (None before the first read) and the calls it remembers, oldest
+    first. `generation` tells whether the ledger changed since (it is not part of the state)."""
+
+    app_id: str
+    covered_until: float | None
+    calls: tuple[RememberedCall, ...]
+    generation: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -118,8 +155,12 @@ class _AppLedger:
 
     def __init__(self, app_id: str, sources: Iterable[str], currency: str | None) -> None:
         self.app_id = app_id
-        self.seen: dict[str, int] = {}
-        self.order: deque[tuple[float, str]] = deque()  # (when first seen, callId), oldest first
+        # callId -> flags; a call restored from the state is known by its digest instead.
+        self.seen: dict[str | bytes, int] = {}
+        # (when first seen, key), oldest first
+        self.order: deque[tuple[float, str | bytes]] = deque()
+        self.restored = 0  # Digests among the keys of `seen`.
+        self.generation = 0  # The ledger's change count at this app's latest change.
         self.primed = False
         self.up: bool | None = None
         self.covered_until: float | None = None  # End of the latest window read whole.
@@ -140,9 +181,25 @@ class _AppLedger:
         self.seen[call_id] = _SEEN
         self.order.append((now, call_id))
 
+    def lookup(self, call_id: str) -> tuple[str | bytes, int | None]:
+        """The key the call is remembered under (its id, or its digest if it was restored)
+        and its flags; None when it is not remembered."""
+        flags = self.seen.get(call_id)
+        if flags is None and self.restored:
+            digest = call_digest(call_id)
+            restored = self.seen.get(digest)
+            if restored is not None:
+                return digest, restored
+        return call_id, flags
+
     def forget_before(self, horizon: float) -> None:
         while self.order and self.order[0][0] < horizon:
-            self.seen.pop(self.order.popleft()[1], None)
+            self.forget_oldest()
+
+    def forget_oldest(self) -> None:
+        key = self.order.popleft()[1]
+        if self.seen.pop(key, None) is not None and isinstance(key, bytes):
+            self.restored -= 1
 
     def count_record(self, source: str, outcome: str) -> None:
         key = (source, outcome)
@@ -187,6 +244,7 @@ class CallLedger:
         self._push_codes: dict[str, int] = {}
         self._logged: set[tuple[str, str]] = set()  # (source, kind) already explained
         self._frozen: CallsSnapshot | None = None
+        self._generation = 0  # Changes so far, over all apps: see `export`.
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -257,7 +315,7 @@ class CallLedger:
             now = self._clock()
             if not app.primed:
                 for record in records:
-                    if record.call_id not in app.seen:
+                    if app.lookup(record.call_id)[1] is None:
                         app.remember(record.call_id, now)
                         app.seen[record.call_id] = _SEEN | _COST
                     app.count_record(POLL, DUPLICATE)
@@ -347,6 +405,68 @@ class CallLedger:
             if gone:
                 self._changed(app)
 
+    # ---- the state kept on disk (exporter.storage)
+
+    def export(self, app_id: str, unless: int | None = None) -> AppResume | None:
+        """What the app needs to resume after a restart; None if the app is not in the config,
+        or has not changed since the export whose `generation` is `unless`.
+
+        Only the copy is taken under the lock; the digests are computed after it.
+        """
+        with self._lock:
+            app = self._apps.get(app_id)
+            if app is None or (unless is not None and app.generation == unless):
+                return None
+            entries = [(when, key, app.seen[key]) for when, key in app.order if key in app.seen]
+            covered = app.covered_until if app.primed else None
+            generation = app.generation
+        return AppResume(
+            app_id=app_id,
+            covered_until=covered,
+            calls=tuple(
+                RememberedCall(
+                    key if isinstance(key, bytes) else call_digest(key), when, bool(flags & _COST)
+                )
+                for when, key, flags in entries
+            ),
+            generation=generation,
+        )
+
+    def restore(self, states: Iterable[AppResume]) -> None:
+        """Resume from a previous run's state: each app of the config that has one remembers
+        its calls and, if it had read its call records, counts from its next read on, which
+        starts `lookback` before the end of that run's latest window.
+
+        Only apps the ledger has not used yet take a state: a restored app never forgets more.
+        """
+        now = self._clock()
+        resumed: list[tuple[str, int, float | None]] = []
+        with self._lock:
+            for state in states:
+                app = self._apps.get(state.app_id)
+                if app is None or app.seen or app.primed or app.covered_until is not None:
+                    continue
+                for call in sorted(state.calls, key=lambda call: call.seen_seconds)[
+                    -MAX_REMEMBERED_CALLS:
+                ]:
+                    if call.digest not in app.seen:
+                        app.seen[call.digest] = _SEEN | (_COST if call.cost_counted else 0)
+                        app.order.append((call.seen_seconds, call.digest))
+                        app.restored += 1
+                if state.covered_until is not None:
+                    app.covered_until = state.covered_until
+                    app.primed = True
+                self._changed(app)
+                resumed.append((app.app_id, len(app.seen), state.covered_until))
+        for app_id, remembered, covered in resumed:
+            fields: dict[str, object] = {"app_id": app_id, "calls": remembered}
+            if covered is None:
+                message = "Restored the remembered calls; the first call-record read only remembers"
+            else:
+                message = "Resuming call-record reads where the previous run stopped"
+                fields["seconds_since_last_read"] = round(now - covered)
+            log.info(message, extra=fields)
+
     def snapshot(self) -> CallsSnapshot:
         with self._lock:
             if self._frozen is None:
@@ -360,7 +480,7 @@ class CallLedger:
     # ---- inside the lock
 
     def _count(self, app: _AppLedger, source: str, record: CallRecord, now: float) -> None:
-        flags = app.seen.get(record.call_id)
+        key, flags = app.lookup(record.call_id)
         if flags is None:
             app.remember(record.call_id, now)
             self._add_call(app, record)
@@ -371,7 +491,7 @@ class CallLedger:
             return
         if record.cost is not None and not flags & _COST:
             self._add_cost(app, record.cost)
-            app.seen[record.call_id] = flags | _COST
+            app.seen[key] = flags | _COST
         app.count_record(source, DUPLICATE)
 
     def _add_call(self, app: _AppLedger, record: CallRecord) -> None:
@@ -409,7 +529,7 @@ class CallLedger:
         app.forget_before(min(covered, now) - self._lookback - CLOCK_SLACK_SECONDS)
         if len(app.seen) > MAX_REMEMBERED_CALLS:
             while len(app.seen) > MAX_REMEMBERED_CALLS:
-                app.seen.pop(app.order.popleft()[1], None)
+                app.forget_oldest()
             if (app.app_id, "full") not in self._logged:
                 self._logged.add((app.app_id, "full"))
                 log.warning(
@@ -421,6 +541,8 @@ class CallLedger:
     def _changed(self, app: _AppLedger) -> None:
         app.frozen = None
         self._frozen = None
+        self._generation += 1
+        app.generation = self._generation
 
 
 def _bounded(counts: Mapping[str, int], value: str, limit: int) -> str:

@@ -29,6 +29,7 @@ from exporter.listen import parse_listen_address
 from exporter.memory import limit_malloc_arenas
 from exporter.paging import Stopped
 from exporter.server import WebSecurity
+from exporter.storage import StateStore, check_directory
 from exporter.webconfig import load_web_config
 
 if TYPE_CHECKING:
@@ -80,6 +81,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="Enable POST /-/reload.",
     )
+    add(
+        "--storage.path",
+        dest="storage_path",
+        metavar="DIR",
+        default="",
+        help="Keep the call-record state here, so a restart counts the calls that ended while "
+        "the exporter was down (default: keep nothing).",
+    )
     add("--log.level", dest="log_level", choices=logs.LEVELS, default="info")
     add("--log.format", dest="log_format", choices=logs.FORMATS, default="logfmt")
     add(
@@ -124,16 +133,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     extra={"file": args.config_file},
                 )
         security = _web_security(args.web_config_file)
+        storage = StateStore(check_directory(args.storage_path)) if args.storage_path else None
     except ConfigError as err:
         print(f"aivoice-exporter: config error: {err}", file=sys.stderr)
         return 2
     if args.config_check:
         print(describe(config), end="")
+        if storage is not None:
+            print(f"  call state kept in {storage.directory}")
         return 0
     try:
         if args.once:
-            return _run_once(config)
-        return _serve(args, config, host, port, security, simulator)
+            return _run_once(config, storage)
+        return _serve(args, config, host, port, security, simulator, storage)
     finally:
         if simulator is not None:
             simulator.stop()
@@ -181,8 +193,8 @@ def _signals() -> queue.SimpleQueue[int]:
     return received
 
 
-def _run_once(config: Config) -> int:
-    daemon = Daemon(config)
+def _run_once(config: Config, storage: StateStore | None) -> int:
+    daemon = Daemon(config, storage=storage)
     received = _signals()
     finished = threading.Event()
     result: list[int] = []
@@ -230,9 +242,10 @@ def _serve(
     port: int,
     security: WebSecurity | None,
     simulator: Simulator | None = None,
+    storage: StateStore | None = None,
 ) -> int:
     reloadable = None if args.demo else (lambda: load_config(args.config_file))
-    daemon = Daemon(config, load_config=reloadable)
+    daemon = Daemon(config, load_config=reloadable, storage=storage)
     received = _signals()
     try:
         bound_host, bound_port = daemon.serve(

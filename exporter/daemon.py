@@ -2,7 +2,9 @@
 and, for call outcomes, recordQuery reads and the push listener -> call ledger -> scrape.
 
 The daemon also owns what outlives one config: the request counters and the call ledger (so
-they survive a reload), and the outcome of the latest reload.
+they survive a reload), and the outcome of the latest reload. With a `StateStore`
+(`--storage.path`) it also outlives the process: the ledger starts from the stored state, and
+each app's state is written after each of its polls and at shutdown.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from exporter.push import PushServer
 from exporter.server import MetricsServer, Published, Routes, WebSecurity
 from exporter.snapshot import Snapshot
 from exporter.stats import RequestRecorder
+from exporter.storage import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,8 @@ class Daemon:
     """One exporter: a poller publishing expositions that an HTTP server hands out.
 
     `load_config` re-reads the config for a reload; without it, reloads are refused. `clock`
-    (Unix seconds) signs requests and places the call-record windows.
+    (Unix seconds) signs requests and places the call-record windows. `storage` keeps the call
+    state across restarts.
     """
 
     def __init__(
@@ -39,12 +43,17 @@ class Daemon:
         *,
         load_config: Callable[[], Config] | None = None,
         clock: Callable[[], float] = time.time,
+        storage: StateStore | None = None,
     ) -> None:
         self.stop_event = threading.Event()
         self._load_config = load_config
         self._lock = threading.Lock()
         self.calls = CallLedger(config, clock=clock)
-        self._renderer = Renderer(config.metrics, self.calls.snapshot)
+        self._storage = storage
+        self._app_ids = config.app_ids
+        if storage is not None:
+            self.calls.restore(storage.load(config.app_ids))
+        self._renderer = self._new_renderer(config)
         self._reload_status = ReloadStatus(successful=True, success_seconds=time.time())
         self._last: Snapshot | None = None
         self.published = Published(self._render(Snapshot(apps=(), requests=MappingProxyType({}))))
@@ -55,6 +64,7 @@ class Daemon:
             publish=self._publish,
             stop=self.stop_event,
             calls=self.calls,
+            after_poll=None if storage is None else self._save,
             clock=clock,
         )
         self._push_config = config.push
@@ -158,7 +168,10 @@ class Daemon:
                     extra={"address": config.push.listen_address, "error": str(err)},
                 )
             self.calls.configure(config)
-            self._renderer = Renderer(config.metrics, self.calls.snapshot)
+            self._app_ids = config.app_ids
+            if self._storage is not None:
+                self._storage.keep_only(config.app_ids)
+            self._renderer = self._new_renderer(config)
             self._reload_status = ReloadStatus(True, time.time())
             self.poller.reconfigure(config)
             log.info("Config reloaded", extra={"apps": len(config.app_ids)})
@@ -174,6 +187,20 @@ class Daemon:
         if self._push is not None:
             self._push.stop()
         self.poller.close()
+        self._save(*self._app_ids)
+
+    def _new_renderer(self, config: Config) -> Renderer:
+        storage = None if self._storage is None else self._storage.stats
+        return Renderer(config.metrics, self.calls.snapshot, storage)
+
+    def _save(self, *app_ids: str) -> None:
+        """Write the apps' call state (after a poll, and at shutdown); never raises."""
+        if self._storage is None:
+            return
+        try:
+            self._storage.save(self.calls, app_ids)
+        except Exception:  # A bug must cost this write, never the poll or the shutdown.
+            log.exception("Writing the call state crashed")
 
     def _run_poller(self) -> None:
         try:

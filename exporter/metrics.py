@@ -40,6 +40,7 @@ from exporter.snapshot import (
     Task,
 )
 from exporter.stats import DURATION_BOUNDS
+from exporter.storage import StorageStats
 
 CACHED = " (cached from the latest poll)"
 # Statuses beyond the known ones that get their own series in the per-status families, per app;
@@ -203,6 +204,11 @@ CALL_FAMILIES = (
 )
 PUSH_REQUESTS = Family(
     "aivoice_push_requests", "counter", "Requests to the push listener by the HTTP status answered"
+)
+STORAGE_WRITES = Family(
+    "aivoice_storage_writes",
+    "counter",
+    "Writes of the call state to --storage.path, by result (success, failure)",
 )
 
 # One family's sample lines, as UTF-8 pieces sent one after the other (see _task_lines).
@@ -485,6 +491,18 @@ def _record_lines(app_label: str, records: Mapping[tuple[str, str], int]) -> Lin
     )
 
 
+def render_storage(stats: StorageStats, openmetrics: bool) -> bytes:
+    """# TYPE aivoice_storage_writes_total counter
+    aivoice_storage_writes_total{result="failure"} 0.0
+    aivoice_storage_writes_total{result="success"} 12.0
+    """
+    lines = (
+        f'aivoice_storage_writes_total{{result="{escape(result)}"}} {value_text(count)}\n'
+        for result, count in sorted(stats.writes.items())
+    )
+    return STORAGE_WRITES.header(openmetrics) + "".join(lines).encode()
+
+
 def render_push_requests(codes: Mapping[str, int]) -> Lines:
     """aivoice_push_requests_total{code="404"} 2.0"""
     return _encode(
@@ -539,14 +557,20 @@ class CallMetrics:
 
 
 class LiveMetrics:
-    """What is collected at every scrape: the call families (when a ledger is given) and the
-    process's own metrics: CPU, memory, file descriptors, GC.
+    """What is collected at every scrape: the call families (when a ledger is given), the state
+    writes (with `--storage.path`) and the process's own metrics: CPU, memory, file
+    descriptors, GC.
 
     client_python's collectors render the latter, on a registry of their own (no global one).
     """
 
-    def __init__(self, calls: CallMetrics | None = None) -> None:
+    def __init__(
+        self,
+        calls: CallMetrics | None = None,
+        storage: Callable[[], StorageStats] | None = None,
+    ) -> None:
         self._calls = calls
+        self._storage = storage
         self._registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._registry)
         PlatformCollector(registry=self._registry)
@@ -554,6 +578,8 @@ class LiveMetrics:
 
     def render(self, openmetrics: bool) -> bytes:
         calls = self._calls.render(openmetrics) if self._calls is not None else b""
+        if self._storage is not None:
+            calls += render_storage(self._storage(), openmetrics)
         if openmetrics:  # Without its `# EOF`: the exposition puts that at the very end.
             text: bytes = generate_openmetrics(self._registry)
             return calls + text.removesuffix(OPENMETRICS_EOF)
@@ -633,14 +659,17 @@ class Renderer:
     """
 
     def __init__(
-        self, settings: MetricsConfig, calls: Callable[[], CallsSnapshot] | None = None
+        self,
+        settings: MetricsConfig,
+        calls: Callable[[], CallsSnapshot] | None = None,
+        storage: Callable[[], StorageStats] | None = None,
     ) -> None:
         self._settings = settings
         self._lock = threading.Lock()
         self._apps: dict[str, tuple[AppSnapshot, Fragments]] = {}
         self._requests: dict[str, tuple[RequestStats, Fragments]] = {}
         self._build_info = render_build_info()
-        self._live = LiveMetrics(CallMetrics(calls) if calls is not None else None)
+        self._live = LiveMetrics(CallMetrics(calls) if calls is not None else None, storage)
 
     def render(self, snapshot: Snapshot, reload: ReloadStatus) -> Exposition:
         with self._lock:

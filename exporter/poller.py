@@ -7,7 +7,9 @@ or changes, with what the code means; repeats go to the debug log, and the recov
 
 With `calls.enabled`, each app's poll then reads its call records (recordQuery) into the
 `CallLedger`, in the window the ledger asks for. That read has its own deadline and its own
-outcome (`aivoice_calls_up`): it never touches the app's task data or `aivoice_up`.
+outcome (`aivoice_calls_up`): it never touches the app's task data or `aivoice_up`. Then
+`after_poll` runs in the same thread (the daemon writes the app's call state there, off the
+scrape path).
 
 Threads: one scheduler (the caller of `run()`), `poll.concurrency` threads that each carry one
 app's poll from start to publish, and `poll.concurrency` threads that send the requests, in
@@ -105,10 +107,12 @@ class Poller:
         publish: Callable[[Snapshot], None],
         stop: threading.Event,
         calls: CallLedger | None = None,
+        after_poll: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._recorder = recorder
         self._calls = calls
+        self._after_poll = after_poll
         self._publish = publish
         self._stop = stop
         self._clock = clock
@@ -208,6 +212,8 @@ class Poller:
             if self._calls is not None and wiring.config.calls.enabled:
                 self._poll_calls(wiring, app_id, self._calls)
                 self._publish_snapshot()  # The recordQuery request counts.
+            if self._after_poll is not None:
+                self._after_poll(app_id)
         except Stopped:
             return
         finally:

@@ -372,6 +372,9 @@ def _compose_run_args(service: dict[str, Any]) -> list[str]:
         args += ["--security-opt", option]
     for volume in service.get("volumes", []):
         source, target, *mode = volume.split(":")
+        if not source.startswith((".", "/")):  # A named volume: an anonymous one, gone with --rm.
+            args += ["--volume", target]
+            continue
         args += ["--volume", ":".join([str((ROOT / source).resolve()), target, *mode])]
     secrets = yaml.safe_load((ROOT / "docker-compose.yml").read_text()).get("secrets", {})
     for name in service.get("secrets", []):

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 import exporter
-from exporter.cli import DEFAULT_PORT
+from exporter.cli import DEFAULT_PORT, parse_args
 from exporter.config import parse_config
 from tests.support.tools import require_tool
 
@@ -390,6 +390,36 @@ def test_call_outcomes_leave_the_metrics_port_as_before(
     assert named(calls, "Service", "aivoice-exporter") == find(operator, "Service")
     (metrics,) = _ports_named(container(calls)["ports"], "http-metrics")
     assert metrics == container(operator)["ports"][0]
+
+
+STATE_CLAIM = "aivoice-exporter-state"
+STATE_PATH = "/var/lib/aivoice-exporter"
+
+
+def test_call_outcomes_keep_the_call_state_on_a_small_claim_one_pod_holds(
+    calls: Resources,
+) -> None:
+    claim = named(calls, "PersistentVolumeClaim", STATE_CLAIM)
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "64Mi"
+    assert find(calls, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    volume = _mounts(calls)[STATE_PATH]
+    assert volume["persistentVolumeClaim"] == {"claimName": STATE_CLAIM}
+    (mount,) = [m for m in container(calls)["volumeMounts"] if m["mountPath"] == STATE_PATH]
+    assert not mount.get("readOnly", False)
+    assert pod_template(calls)["spec"]["securityContext"]["fsGroup"] == IMAGE_UID  # writable
+    assert f"--storage.path={STATE_PATH}" in container(calls)["args"]
+
+
+def test_the_exporter_accepts_the_call_outcomes_args(calls: Resources) -> None:
+    args = parse_args(container(calls)["args"])
+    assert args.storage_path == STATE_PATH
+    assert args.config_file == "/etc/aivoice-exporter/config.yaml"
+
+
+def test_without_call_outcomes_no_state_is_kept(operator: Resources) -> None:
+    assert not [r for r in operator if r["kind"] == "PersistentVolumeClaim"]
+    assert not any(arg.startswith("--storage.path") for arg in container(operator)["args"])
 
 
 def test_service_monitor_finds_the_metrics_port_on_the_metrics_service_only(

@@ -535,6 +535,14 @@ def test_compose_exporter_polls_the_compose_simulator(installed: Installed, tmp_
         process.wait(10)
 
 
+def test_compose_keeps_the_call_state_on_a_named_volume() -> None:
+    exporter = _service("exporter")
+    path = _compose_flags(exporter["command"])["--storage.path"]
+    (source,) = [v.split(":")[0] for v in exporter["volumes"] if v.split(":")[1] == path]
+    assert source in _compose()["volumes"]
+    assert f'VOLUME ["{path}"]' in (ROOT / "Dockerfile").read_text().splitlines()
+
+
 def test_published_ports_are_the_ones_the_services_listen_on() -> None:
     exporter_flags = _compose_flags(_service("exporter")["command"])
     exporter_port = _port_of(exporter_flags.get("--web.listen-address", f":{DEFAULT_PORT}"))
@@ -724,6 +732,15 @@ def test_unit_command_line_is_one_the_exporter_accepts() -> None:
     args = parse_args(argv)
     assert listen_address(args.listen_address)[1] == DEFAULT_PORT
     assert args.config_file == "/etc/aivoice-exporter/config.yaml"
+
+
+def test_unit_keeps_the_call_state_in_its_state_directory() -> None:
+    from exporter.cli import parse_args
+
+    (exec_start,) = _unit()["ExecStart"]
+    args = parse_args(shlex.split(exec_start)[1:])
+    (directory,) = _unit()["StateDirectory"]
+    assert args.storage_path == f"/var/lib/{directory}"
 
 
 def _analyzable_unit(tmp_path: Path) -> Path:

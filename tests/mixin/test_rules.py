@@ -39,6 +39,7 @@ REQUIRED_ALERTS = frozenset(
         "AivoiceLineFailing",
         "AivoiceCallLoss",
         "AivoicePushRejected",
+        "AivoiceStorageWritesFailing",
     }
 )
 

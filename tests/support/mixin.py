@@ -50,6 +50,8 @@ EXPORTED_METRICS = frozenset(
         "aivoice_task_call_results_total",
         "aivoice_call_records_total",
         "aivoice_push_requests_total",
+        # The call state kept with --storage.path.
+        "aivoice_storage_writes_total",
     }
     | {f"{name}_{suffix}" for name in _HISTOGRAMS for suffix in ("bucket", "sum", "count")}
 )

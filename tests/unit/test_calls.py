@@ -358,3 +358,130 @@ def test_a_gap_longer_than_a_window_is_logged_once(
         ledger.read_failed(APP)
         ledger.window(APP)
     assert len([r for r in caplog.records if "longest window" in r.getMessage()]) == 1
+
+
+# ---- the state a restart resumes from (exporter.storage keeps it on disk)
+
+
+def restarted(ledger: CallLedger, clock: FakeClock, seconds: float = 60.0) -> CallLedger:
+    """A new ledger, `seconds` later, seeded with what `ledger` exported."""
+    states = [ledger.export(app_id) for app_id in (APP, OTHER_APP)]
+    clock.now += seconds
+    fresh = CallLedger(config(), clock=clock)
+    fresh.restore(state for state in states if state is not None)
+    return fresh
+
+
+def test_a_restored_app_counts_the_calls_it_has_not_seen_and_none_it_has(
+    ledger: CallLedger, clock: FakeClock
+) -> None:
+    ledger.read_succeeded(APP, clock(), [record("1"), record("2")])
+    assert app(ledger).results["ANSWERED"] == 2
+    resumed = restarted(ledger, clock)
+    resumed.read_succeeded(APP, clock(), [record("1"), record("2"), record("3")])
+    counted = app(resumed)
+    assert counted.results["ANSWERED"] == 1  # "3", which ended while it was down.
+    assert counted.records[(POLL, DUPLICATE)] == 2
+
+
+def test_a_restored_app_reads_from_lookback_before_the_last_window(
+    ledger: CallLedger, clock: FakeClock
+) -> None:
+    ledger.read_succeeded(APP, clock(), [])
+    end = clock()
+    resumed = restarted(ledger, clock, seconds=600)
+    assert resumed.window(APP) == (end - LOOKBACK, clock())
+    fresh = CallLedger(config(), clock=clock)  # Without a state: the lookback before now.
+    assert fresh.window(APP) == (clock() - LOOKBACK, clock())
+
+
+def test_a_state_older_than_the_longest_window_is_read_from_what_is_left_and_logged_once(
+    ledger: CallLedger, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    resumed = restarted(ledger, clock, seconds=2 * MAX_WINDOW_SECONDS)
+    with caplog.at_level(logging.WARNING, logger="exporter.calls"):
+        assert resumed.window(APP) == (clock() - MAX_WINDOW_SECONDS, clock())
+        resumed.window(APP)
+    assert len([r for r in caplog.records if "longest window" in r.getMessage()]) == 1
+
+
+def test_a_push_of_a_restored_call_adds_its_cost_once(ledger: CallLedger, clock: FakeClock) -> None:
+    ledger.read_succeeded(APP, clock(), [record("1"), record("2")])
+    ledger.receive_push(push_body("2", pay="0.5"))
+    resumed = restarted(ledger, clock)
+    resumed.receive_push(push_body("1", pay="0.25"))  # Its cost was never counted.
+    resumed.receive_push(push_body("2", pay="0.5"))  # Its cost was.
+    counted = app(resumed)
+    assert sum(counted.results.values()) == 0
+    assert dict(counted.cost) == {"USD": 0.25}
+    assert counted.records[(PUSH, DUPLICATE)] == 2
+
+
+def test_pushed_calls_are_remembered_before_the_first_read(clock: FakeClock) -> None:
+    ledger = CallLedger(config(), clock=clock)
+    ledger.receive_push(push_body("1"))
+    state = ledger.export(APP)
+    assert state is not None and state.covered_until is None and len(state.calls) == 1
+    resumed = restarted(ledger, clock)
+    resumed.receive_push(push_body("1"))
+    resumed.read_succeeded(APP, clock(), [record("1"), record("2")])  # Still only remembers.
+    resumed.read_succeeded(APP, clock(), [record("1"), record("2"), record("3")])
+    assert sum(app(resumed).results.values()) == 1
+
+
+def test_restored_calls_are_forgotten_by_age(ledger: CallLedger, clock: FakeClock) -> None:
+    ledger.read_succeeded(APP, clock(), [record("1")])
+    resumed = restarted(ledger, clock)
+    clock.now += LOOKBACK + CLOCK_SLACK_SECONDS + 1
+    resumed.read_succeeded(APP, clock(), [])  # Forgets.
+    resumed.read_succeeded(APP, clock(), [record("1")])
+    assert app(resumed).results["ANSWERED"] == 1
+    state = resumed.export(APP)
+    assert state is not None and len(state.calls) == 1
+
+
+def test_the_export_holds_digests_of_the_ids_and_nothing_else_of_a_record(
+    ledger: CallLedger, clock: FakeClock
+) -> None:
+    ledger.read_succeeded(APP, clock(), [record("123456")])
+    state = ledger.export(APP)
+    assert state is not None
+    assert state.covered_until == clock()
+    assert [call.digest for call in state.calls] == [calls.call_digest("123456")]
+    assert b"123456" not in state.calls[0].digest
+    assert calls.call_digest("123456") != calls.call_digest("123457")
+
+
+def test_the_export_is_skipped_while_the_app_is_unchanged(
+    ledger: CallLedger, clock: FakeClock
+) -> None:
+    first = ledger.export(APP)
+    assert first is not None
+    assert ledger.export(APP, unless=first.generation) is None
+    ledger.receive_push(push_body("1"))
+    assert ledger.export(APP, unless=first.generation) is not None
+    assert ledger.export("NOT_CONFIGURED") is None
+
+
+def test_a_state_for_an_app_not_in_the_config_is_ignored(
+    ledger: CallLedger, clock: FakeClock
+) -> None:
+    ledger.read_succeeded(APP, clock(), [record("1")])
+    state = ledger.export(APP)
+    assert state is not None
+    fresh = CallLedger(config((OTHER_APP,)), clock=clock)
+    fresh.restore([state])
+    assert [calls.app_id for calls in fresh.snapshot().apps] == [OTHER_APP]
+    assert fresh.export(OTHER_APP) == calls.AppResume(OTHER_APP, None, ())
+
+
+def test_a_restored_full_ledger_keeps_its_newest(
+    ledger: CallLedger, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(calls, "MAX_REMEMBERED_CALLS", 3)
+    for call_id in "12345":
+        ledger.read_succeeded(APP, clock(), [record(call_id)])
+        clock.now += 1
+    resumed = restarted(ledger, clock)
+    resumed.read_succeeded(APP, clock(), [record(call_id) for call_id in "2345"])
+    assert app(resumed).results["ANSWERED"] == 1  # "2" was forgotten before the restart.
