@@ -109,6 +109,11 @@ class _Endpoint(Generic[PageT]):
     url: str
     body: Callable[[int], bytes]
     parse: Callable[[bytes], PageT]
+    method: str = "POST"
+    recorder: RequestRecorder | None = None  # Where its requests count; None: the client's.
+
+
+Endpoint = _Endpoint  # What `ApiClient.request` takes (getBalance, exporter/balance.py).
 
 
 class RateLimiter:
@@ -233,6 +238,13 @@ class ApiClient:
         )
         return self._fetch(endpoint, app_id, current, deadline)
 
+    def request(
+        self, endpoint: _Endpoint[PageT], key: str, deadline: float = float("inf")
+    ) -> PageT:
+        """One unpaged request with this account's signing, rate limit and retries, counted
+        under `key` (getBalance: the account's label, in the endpoint's own recorder)."""
+        return self._fetch(endpoint, key, 1, deadline)
+
     def _fetch(
         self, endpoint: _Endpoint[PageT], app_id: str, current: int, deadline: float
     ) -> PageT:
@@ -272,7 +284,9 @@ class ApiClient:
         started = time.perf_counter()
         error: str | None = None
         try:
-            return endpoint.parse(self._transport.post(endpoint.url, headers, body))
+            return endpoint.parse(
+                self._transport.send(endpoint.method, endpoint.url, headers, body)
+            )
         except PollError as err:
             error = err.code
             raise
@@ -280,7 +294,7 @@ class ApiClient:
             error = INVALID_RESPONSE
             raise PollError(INVALID_RESPONSE, f"unexpected {type(err).__name__}") from err
         finally:
-            self._recorder.observe(
+            (endpoint.recorder or self._recorder).observe(
                 app_id, time.perf_counter() - started, error, endpoint=endpoint.name
             )
 

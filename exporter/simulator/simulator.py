@@ -23,6 +23,7 @@ from exporter.simulator.api import (
     API_PATH,
     EMPTY_PAGE,
     ENDPOINTS,
+    GET_BALANCE,
     RECORD_QUERY,
     TASK_LIST,
     Query,
@@ -37,6 +38,8 @@ from exporter.simulator.api import (
     parse_query,
     parse_record_query,
 )
+from exporter.simulator.balance import DEFAULT_BALANCE, BalanceBook
+from exporter.simulator.balance import answer as answer_balance
 from exporter.simulator.calls import (
     MAX_CALL_SECONDS,
     Call,
@@ -125,6 +128,7 @@ class Simulator:
         push_duplicate_ratio: float = 0.05,
         push_queue_size: int = 10_000,
         newest_first: bool = False,
+        balance: float = DEFAULT_BALANCE,
     ) -> None:
         if isinstance(app_ids, str) or not app_ids:
             raise ValueError("app_ids: must be a non-empty list of strings")
@@ -183,6 +187,15 @@ class Simulator:
         )
         if push_url is not None:
             self._pusher = self._new_pusher(push_url)
+        # getBalance: the account's balance, falling as calls end (balance.py).
+        self.balance = BalanceBook(
+            balance, self._plans, seed, self._timeline, lambda: self._elapsed(self._clock())
+        )
+
+    def _plans(self) -> dict[str, list[Plan]]:
+        """Each app's generated tasks (the ones that make calls), for the balance."""
+        with self._lock:
+            return {a: [e for e in es if isinstance(e, Plan)] for a, es in self._apps.items()}
 
     def _new_pusher(self, url: str) -> Pusher:
         settings = PushSettings(url, *self._push_options)
@@ -474,6 +487,8 @@ class Simulator:
 
     def _answer(self, headers: Mapping[str, str], body: bytes, endpoint: str = TASK_LIST) -> Reply:
         """Answer one taskList or recordQuery request; ``headers`` has lowercase names."""
+        if endpoint == GET_BALANCE:
+            return answer_balance(self, headers)
         now = self._clock()
         with self._lock:
             self._requests += 1
