@@ -1,7 +1,8 @@
 """`--demo`: the built-in simulator on a free loopback port, and a config aimed at it.
 
-The balance is read every 10 seconds and falls by each call's cost. Call outcomes are on both ways: recordQuery is polled, and the simulator pushes each call to a
-push listener on a free loopback port (`connect_push` once the listener is up).
+The balance is read every 10 seconds and falls by each call's cost. Call outcomes are on both
+ways: recordQuery is polled, and the simulator pushes each call to a push listener on a free
+loopback port (`connect_push` once the listener is up).
 """
 
 from __future__ import annotations
