@@ -39,6 +39,9 @@ REQUIRED_ALERTS = frozenset(
         "AivoiceLineFailing",
         "AivoiceCallLoss",
         "AivoicePushRejected",
+        "AivoiceBalanceRunningOut",
+        "AivoiceBalanceExhausted",
+        "AivoiceBalanceUnavailable",
     }
 )
 

@@ -50,6 +50,10 @@ EXPORTED_METRICS = frozenset(
         "aivoice_task_call_results_total",
         "aivoice_call_records_total",
         "aivoice_push_requests_total",
+        # The account's balance (balance.enabled).
+        "aivoice_account_balance",
+        "aivoice_account_balance_up",
+        "aivoice_app_info",
     }
     | {f"{name}_{suffix}" for name in _HISTOGRAMS for suffix in ("bucket", "sum", "count")}
 )
