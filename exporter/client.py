@@ -152,6 +152,11 @@ class ApiClient:
         )
         return self._fetch(endpoint, app_id, current, deadline)
 
+    def request(self, endpoint: Endpoint[PageT], key: str, deadline: float = float("inf")) -> PageT:
+        """One unpaged request with this account's signing, rate limit and retries, counted
+        under `key` (getBalance: the account's label, in the endpoint's own recorder)."""
+        return self._fetch(endpoint, key, 1, deadline)
+
     def _fetch(
         self, endpoint: Endpoint[PageT], app_id: str, current: int, deadline: float
     ) -> PageT:
@@ -191,7 +196,9 @@ class ApiClient:
         started = time.perf_counter()
         error: str | None = None
         try:
-            return endpoint.parse(self._transport.post(endpoint.url, headers, body))
+            return endpoint.parse(
+                self._transport.send(endpoint.method, endpoint.url, headers, body)
+            )
         except PollError as err:
             error = err.code
             raise
@@ -199,6 +206,6 @@ class ApiClient:
             error = INVALID_RESPONSE
             raise PollError(INVALID_RESPONSE, f"unexpected {type(err).__name__}") from err
         finally:
-            self._recorder.observe(
+            (endpoint.recorder or self._recorder).observe(
                 app_id, time.perf_counter() - started, error, endpoint=endpoint.name
             )

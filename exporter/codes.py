@@ -55,6 +55,20 @@ EXPLANATIONS = MappingProxyType(
     }
 )
 
+# getBalance belongs to the account (the vendor lists it with the SMS API), and the SMS API
+# numbers its errors its own way: -2 is the restricted IP that aivoice calls -6, -16 the expired
+# timestamp aivoice calls -4. Its own table, never mixed with the one above.
+BALANCE_CODES = ("-1", "-2", "-13", "-16", "-18")
+BALANCE_EXPLANATIONS = MappingProxyType(
+    {
+        "-1": "authentication error: check the account's api_key and api_secret",
+        "-2": "IP restricted: this host's public IP is not on the account's allow list",
+        "-13": "user locked: the account is locked; see the vendor console or ask the vendor",
+        "-16": "timestamp expired: this host's clock is probably off; check NTP (timedatectl)",
+        "-18": "system error on the API's side: usually passes; retry later",
+    }
+)
+
 _NUMBER_LIKE = re.compile(r"-?[0-9]{1,9}")
 _HTTP_STATUS = re.compile(r"[1-5][0-9]{2}")
 
@@ -70,6 +84,15 @@ def http_code(status: int) -> str:
     """`http_<N>` for a real HTTP status; anything outside 100..599 is not one."""
     text = str(status)
     return f"http_{text}" if _HTTP_STATUS.fullmatch(text) else "http_other"
+
+
+def explain_balance(code: str) -> str:
+    """`explain` for a getBalance code: the SMS table's words, the transport's as everywhere."""
+    if code in BALANCE_EXPLANATIONS:
+        return BALANCE_EXPLANATIONS[code]
+    if _NUMBER_LIKE.fullmatch(code):
+        return "an undocumented getBalance status code: see the vendor's documentation"
+    return explain(code)
 
 
 def explain(code: str) -> str:
@@ -94,13 +117,20 @@ def explain(code: str) -> str:
 class PollError(Exception):
     """A request (or a poll) that failed for good; `code` is the label value it is counted as.
 
-    `retry_after_seconds` is the server's `Retry-After`, when it sent one.
+    `retry_after_seconds` is the server's `Retry-After`, when it sent one; `explanation`
+    replaces `explain(code)` for an endpoint with a code table of its own (getBalance).
     """
 
     def __init__(
-        self, code: str, detail: str = "", *, retry_after_seconds: float | None = None
+        self,
+        code: str,
+        detail: str = "",
+        *,
+        retry_after_seconds: float | None = None,
+        explanation: str | None = None,
     ) -> None:
-        super().__init__(f"{code}: {explain(code)}" + (f" ({detail})" if detail else ""))
+        said = explain(code) if explanation is None else explanation
+        super().__init__(f"{code}: {said}" + (f" ({detail})" if detail else ""))
         self.code = code
         self.detail = detail
         self.retry_after_seconds = retry_after_seconds

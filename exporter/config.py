@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -77,10 +78,17 @@ class Account:
     task_name: str = ""
     # The secret is written out in the config file itself (not a ${VAR} or a secret file).
     secret_in_config: bool = field(default=False, compare=False)
+    # The `account` label of the balance metrics; empty means the api_key.
+    name: str = ""
 
     def __repr__(self) -> str:
         # The key is half of the credential: show enough to recognise it, never all of it.
         return f"Account(api_key={mask(self.api_key)!r}, app_ids={self.app_ids!r})"
+
+    @property
+    def label(self) -> str:
+        """The account's `account` label value: its name, else its api_key (never a secret)."""
+        return self.name or self.api_key
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,16 @@ class PushConfig:
 
 
 @dataclass(frozen=True)
+class BalanceConfig:
+    """Reading each account's balance (GET /sms/getBalance); `url` empty: derived from
+    `api.base_url` (see `balance_url`)."""
+
+    enabled: bool = False
+    interval_seconds: float = 300.0
+    url: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     accounts: tuple[Account, ...]
     api: ApiConfig = ApiConfig()
@@ -124,10 +142,20 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     calls: CallsConfig = CallsConfig()
     push: PushConfig = PushConfig()
+    balance: BalanceConfig = BalanceConfig()
 
     @property
     def app_ids(self) -> tuple[str, ...]:
         return tuple(app_id for account in self.accounts for app_id in account.app_ids)
+
+
+def balance_url(config: Config) -> str:
+    """`balance.url`, or the scheme, host and port of `api.base_url` and `/sms/getBalance`: the
+    balance belongs to the account, not to the aivoice product, so it lives beside it."""
+    if config.balance.url:
+        return config.balance.url
+    parts = urlsplit(config.api.base_url)
+    return f"{parts.scheme}://{parts.netloc}/sms/getBalance"
 
 
 def secret_readable_by_others(path: str | os.PathLike[str], config: Config) -> bool:
@@ -183,7 +211,7 @@ def read_yaml(path: str | os.PathLike[str], field: str, what: str) -> Any:
 
 def parse_config(data: Any, environ: Mapping[str, str]) -> Config:
     """Validate an already-parsed YAML document."""
-    root = mapping(data, "", {"api", "poll", "accounts", "metrics", "calls", "push"})
+    root = mapping(data, "", {"api", "poll", "accounts", "metrics", "calls", "push", "balance"})
     accounts = _accounts(root.get("accounts"), environ)
     return Config(
         accounts=accounts,
@@ -192,6 +220,22 @@ def parse_config(data: Any, environ: Mapping[str, str]) -> Config:
         metrics=_metrics(root.get("metrics")),
         calls=_calls(root.get("calls")),
         push=_push(root.get("push"), environ),
+        balance=_balance(root.get("balance"), environ),
+    )
+
+
+def _balance(data: Any, environ: Mapping[str, str]) -> BalanceConfig:
+    section = mapping(data, "balance", set(BalanceConfig.__dataclass_fields__))
+    default = BalanceConfig()
+    url = _expand(_get(section, "balance", "url", str, ""), "balance.url", environ)
+    if url and not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError("balance.url", f"must be an http(s) URL, got {url!r}")
+    return BalanceConfig(
+        enabled=_get(section, "balance", "enabled", bool, default.enabled),
+        interval_seconds=_number(
+            section, "balance", "interval_seconds", default.interval_seconds, 1, 86400
+        ),
+        url=url,
     )
 
 
@@ -292,6 +336,15 @@ def _accounts(data: Any, environ: Mapping[str, str]) -> tuple[Account, ...]:
     if not isinstance(data, list) or not data:
         raise ConfigError("accounts", "must be a non-empty list of accounts")
     accounts = tuple(_account(item, f"accounts[{i}]", environ) for i, item in enumerate(data))
+    names: dict[str, int] = {}
+    for i, account in enumerate(accounts):
+        if account.label in names:  # Two accounts under one `account` label would mix.
+            raise ConfigError(
+                f"accounts[{i}].name",
+                f"account name {account.label!r} is also accounts[{names[account.label]}]'s "
+                "(the name defaults to the api_key)",
+            )
+        names[account.label] = i
     seen: dict[str, str] = {}
     for i, account in enumerate(accounts):
         for j, app_id in enumerate(account.app_ids):
@@ -303,7 +356,15 @@ def _accounts(data: Any, environ: Mapping[str, str]) -> tuple[Account, ...]:
 
 
 def _account(data: Any, where: str, environ: Mapping[str, str]) -> Account:
-    keys = {"api_key", "api_key_file", "api_secret", "api_secret_file", "app_ids", "task_name"}
+    keys = {
+        "api_key",
+        "api_key_file",
+        "api_secret",
+        "api_secret_file",
+        "app_ids",
+        "task_name",
+        "name",
+    }
     section = mapping(data, where, keys)
     app_ids = section.get("app_ids")
     if app_ids is None:
@@ -315,6 +376,9 @@ def _account(data: Any, where: str, environ: Mapping[str, str]) -> Account:
             raise ConfigError(f"{where}.app_ids[{j}]", "must be a non-empty string")
     task_name = _expand(_get(section, where, "task_name", str, ""), f"{where}.task_name", environ)
     inline_secret = section.get("api_secret")
+    name = _expand(_get(section, where, "name", str, ""), f"{where}.name", environ).strip()
+    if len(name) > 128:
+        raise ConfigError(f"{where}.name", "must be at most 128 characters (it is a label)")
     return Account(
         api_key=_credential(section, where, "api_key", environ),
         api_secret=_credential(section, where, "api_secret", environ),
@@ -322,6 +386,7 @@ def _account(data: Any, where: str, environ: Mapping[str, str]) -> Account:
         task_name=task_name,
         secret_in_config=inline_secret is not None
         and not _ENV_REFERENCE.search(str(inline_secret)),
+        name=name,
     )
 
 

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from types import MappingProxyType
 
+from exporter.balance import BalanceSnapshot
+from exporter.balance_poller import BalancePoller
 from exporter.calls import CallLedger
 from exporter.config import Config, ConfigError, PushConfig
 from exporter.listen import parse_listen_address
@@ -56,6 +58,7 @@ class Daemon:
         self._renderer = self._new_renderer(config)
         self._reload_status = ReloadStatus(successful=True, success_seconds=time.time())
         self._last: Snapshot | None = None
+        self._balance = BalanceSnapshot()
         self.published = Published(self._render(Snapshot(apps=(), requests=MappingProxyType({}))))
         self.recorder = RequestRecorder()
         self.poller = Poller(
@@ -66,6 +69,17 @@ class Daemon:
             calls=self.calls,
             after_poll=None if storage is None else self._save,
             clock=clock,
+        )
+        self.balance = BalancePoller(
+            config,
+            client_for=self.poller.client,
+            publish=self._publish_balance,
+            stop=self.stop_event,
+            clock=clock,
+        )
+        self._balance = self.balance.snapshot()
+        self._balance_thread = threading.Thread(
+            target=self._run_balance, name="balance", daemon=True
         )
         self._push_config = config.push
         self._security: WebSecurity | None = None
@@ -100,6 +114,7 @@ class Daemon:
             raise OSError(f"--web.listen-address {host}:{port}: {err.strerror or err}") from err
         self._server.start()
         self._thread.start()
+        self._balance_thread.start()
         return self._server.address
 
     @property
@@ -146,7 +161,9 @@ class Daemon:
         self._push = self._start_push(push)
 
     def poll_once(self) -> Snapshot:
-        return self.poller.poll_once()
+        snapshot = self.poller.poll_once()
+        self.balance.read_all()  # Publishes, after the apps: their snapshot is out first.
+        return snapshot
 
     def reload(self) -> bool:
         """Re-read the config; on any error keep the running one and say why in the log."""
@@ -174,6 +191,8 @@ class Daemon:
             self._renderer = self._new_renderer(config)
             self._reload_status = ReloadStatus(True, time.time())
             self.poller.reconfigure(config)
+            self.balance.reconfigure(config)
+            self._balance = self.balance.snapshot()
             log.info("Config reloaded", extra={"apps": len(config.app_ids)})
             self._republish()
             return True
@@ -182,6 +201,7 @@ class Daemon:
         """Stop serving and polling; a request stuck in the API is abandoned, not awaited."""
         self.stop_event.set()
         self.poller.wake()
+        self.balance.wake()
         if self._server is not None:
             self._server.stop()
         if self._push is not None:
@@ -211,6 +231,20 @@ class Daemon:
                 self.crashed = True
                 self.stop_event.set()
 
+    def _run_balance(self) -> None:
+        try:
+            self.balance.run()
+        except Exception:  # Balance reads are a side show: never take the exporter down.
+            if not self.stop_event.is_set():
+                log.exception("Balance reads crashed; the balance metrics stop moving")
+
+    def _publish_balance(self, balance: BalanceSnapshot) -> None:
+        """A new balance: re-render with the latest app snapshot (none yet: nothing to serve)."""
+        with self._lock:
+            self._balance = balance
+            if self._last is not None:
+                self.published.publish(self._render(self._last), ready=self._last.ready)
+
     def _publish(self, snapshot: Snapshot) -> None:
         with self._lock:
             self._last = snapshot
@@ -221,4 +255,4 @@ class Daemon:
             self.published.publish(self._render(self._last), ready=self._last.ready)
 
     def _render(self, snapshot: Snapshot) -> Exposition:
-        return self._renderer.render(snapshot, self._reload_status)
+        return self._renderer.render(snapshot, self._reload_status, self._balance)

@@ -1,7 +1,8 @@
 """`--demo`: the built-in simulator on a free loopback port, and a config aimed at it.
 
-Call outcomes are on both ways: recordQuery is polled, and the simulator pushes each call to a
-push listener on a free loopback port (`connect_push` once the listener is up).
+The balance is read every 10 seconds and falls by each call's cost. Call outcomes are on both
+ways: recordQuery is polled, and the simulator pushes each call to a push listener on a free
+loopback port (`connect_push` once the listener is up).
 """
 
 from __future__ import annotations
@@ -9,7 +10,15 @@ from __future__ import annotations
 import logging
 import secrets
 
-from exporter.config import Account, ApiConfig, CallsConfig, Config, PollConfig, PushConfig
+from exporter.config import (
+    Account,
+    ApiConfig,
+    BalanceConfig,
+    CallsConfig,
+    Config,
+    PollConfig,
+    PushConfig,
+)
 from exporter.simulator import Simulator
 
 log = logging.getLogger(__name__)
@@ -38,6 +47,8 @@ def start_demo() -> tuple[Simulator, Config]:
         poll=DEMO_POLL,
         calls=DEMO_CALLS,
         push=PushConfig(listen_address="127.0.0.1:0", token=secrets.token_urlsafe(24)),
+        # The balance falls as the demo's calls end: read it often enough to watch it move.
+        balance=BalanceConfig(enabled=True, interval_seconds=10),
     )
     log.info("Demo simulator started", extra={"base_url": simulator.base_url})
     return simulator, config

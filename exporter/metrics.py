@@ -29,6 +29,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
+from exporter.balance import KINDS, BalanceSnapshot
 from exporter.calls import TALK_BUCKETS, AppCalls, CallsSnapshot
 from exporter.config import MetricsConfig
 from exporter.snapshot import (
@@ -202,6 +203,19 @@ CALL_FAMILIES = (
     TASK_CALL_RESULTS,
     CALL_RECORDS,
 )
+# Rendered from the BalanceSnapshot (balance.enabled), in this order.
+BALANCE_UP = Family(
+    "aivoice_account_balance_up",
+    "gauge",
+    "1 if the account's latest balance read (getBalance) succeeded, else 0" + CACHED,
+)
+BALANCE = Family(
+    "aivoice_account_balance",
+    "gauge",
+    "The account's balance, gift and credit (kind), in the account's currency" + CACHED,
+)
+APP_INFO = Family("aivoice_app", "info", "The account each app belongs to" + CACHED)
+BALANCE_FAMILIES = (BALANCE_UP, BALANCE, APP_INFO)
 PUSH_REQUESTS = Family(
     "aivoice_push_requests", "counter", "Requests to the push listener by the HTTP status answered"
 )
@@ -359,7 +373,7 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-def render_requests(app_id: str, stats: RequestStats) -> Fragments:
+def render_requests(app_id: str, stats: RequestStats, label: str = "app_id") -> Fragments:
     """One app's lines for each of REQUEST_FAMILIES, each endpoint's after the other.
 
     # TYPE aivoice_api_requests_total counter
@@ -370,8 +384,11 @@ def render_requests(app_id: str, stats: RequestStats) -> Fragments:
     aivoice_api_request_duration_seconds_count{app_id="LILIN888",endpoint="taskList"} 42.0
     # TYPE aivoice_poll_reads_total counter
     aivoice_poll_reads_total{app_id="LILIN888",result="consistent"} 5.0
+
+    `label` is `account` for getBalance, which is counted per account: `app_id` is then the
+    account's label value (the names sort alike before `code` and `endpoint`).
     """
-    app_label = f'app_id="{escape(app_id)}"'
+    app_label = f'{label}="{escape(app_id)}"'
     requests, errors, duration = [], [], []
     for endpoint, counts in sorted(stats.endpoints.items()):
         endpoint_label = f'endpoint="{escape(endpoint)}"'
@@ -402,6 +419,35 @@ def _duration_lines(labels: str, counts: EndpointStats) -> list[str]:
     lines.append(f"{name}_count{{{labels}}} {value_text(counts.duration_buckets[-1])}\n")
     lines.append(f"{name}_sum{{{labels}}} {value_text(counts.duration_sum)}\n")
     return lines
+
+
+def render_balance(snapshot: BalanceSnapshot) -> Fragments:
+    """The lines of BALANCE_FAMILIES.
+
+    # TYPE aivoice_account_balance_up gauge
+    aivoice_account_balance_up{account="main"} 1.0
+    # TYPE aivoice_account_balance gauge
+    aivoice_account_balance{account="main",kind="balance"} 1234.5
+    # TYPE aivoice_app_info gauge
+    aivoice_app_info{account="main",app_id="LILIN888"} 1.0
+    """
+    up, amounts = [], []
+    for account in snapshot.accounts:
+        label = f'account="{escape(account.account)}"'
+        up.append(f"aivoice_account_balance_up{{{label}}} {1.0 if account.up else 0.0}\n")
+        if account.balance is None:  # Nothing known is not a balance of zero.
+            continue
+        values = account.balance.amounts()
+        amounts += [
+            f'aivoice_account_balance{{{label},kind="{kind}"}} {value_text(values[kind])}\n'
+            for kind in KINDS
+            if kind in values
+        ]
+    info = [
+        f'aivoice_app_info{{account="{escape(account)}",app_id="{escape(app_id)}"}} 1.0\n'
+        for app_id, account in snapshot.apps.items()
+    ]
+    return _encode(up), _encode(amounts), _encode(info)
 
 
 def render_reload(status: ReloadStatus) -> tuple[Lines, Lines]:
@@ -671,7 +717,11 @@ class Renderer:
         self._build_info = render_build_info()
         self._live = LiveMetrics(CallMetrics(calls) if calls is not None else None, storage)
 
-    def render(self, snapshot: Snapshot, reload: ReloadStatus) -> Exposition:
+    def render(
+        self, snapshot: Snapshot, reload: ReloadStatus, balance: BalanceSnapshot | None = None
+    ) -> Exposition:
+        """`balance` adds the getBalance request counts, by account, and BALANCE_FAMILIES."""
+        balance = balance or BalanceSnapshot()
         with self._lock:
             self._apps = {app.app_id: (app, self._app_fragments(app)) for app in snapshot.apps}
             self._requests = {
@@ -680,6 +730,10 @@ class Renderer:
             }
             app_pieces = [fragments for _, fragments in self._apps.values()]
             request_pieces = [fragments for _, fragments in self._requests.values()]
+        request_pieces += [
+            render_requests(account, stats, label="account")
+            for account, stats in balance.requests.items()
+        ]
         reload_successful, reload_timestamp = render_reload(reload)
         sections: list[Section] = [
             (BUILD_INFO, self._build_info),
@@ -688,6 +742,8 @@ class Renderer:
         ]
         sections += _by_family(APP_FAMILIES, app_pieces)
         sections += _by_family(REQUEST_FAMILIES, request_pieces)
+        if balance.accounts or balance.apps:
+            sections += zip(BALANCE_FAMILIES, render_balance(balance), strict=True)
         return Exposition(sections, self._live)
 
     def _app_fragments(self, app: AppSnapshot) -> Fragments:
@@ -711,6 +767,11 @@ def _by_family(families: Sequence[Family], per_app: Sequence[Fragments]) -> list
     ]
 
 
-def render(snapshot: Snapshot, settings: MetricsConfig, reload: ReloadStatus) -> Exposition:
+def render(
+    snapshot: Snapshot,
+    settings: MetricsConfig,
+    reload: ReloadStatus,
+    balance: BalanceSnapshot | None = None,
+) -> Exposition:
     """One snapshot rendered from scratch, with nothing kept for the next one."""
-    return Renderer(settings).render(snapshot, reload)
+    return Renderer(settings).render(snapshot, reload, balance)

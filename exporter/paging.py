@@ -1,7 +1,8 @@
 """Reading every page of a paged endpoint: page 1 first, then the rest side by side.
 
-What differs between the paged endpoints (taskList, recordQuery) is one `Endpoint`: where to
-send, what to send for page n, how to read the answer, and the label its requests count under.
+What differs between the endpoints (taskList and recordQuery, paged; getBalance, one GET) is
+one `Endpoint`: where and how to send, what to send for page n, how to read the answer, and the
+label (and recorder) its requests count under.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from functools import partial
 from typing import Generic, Protocol, TypeVar
 
 from exporter.codes import POLL_TIMEOUT, PollError
+from exporter.stats import RequestRecorder
 from exporter.workers import WorkerPool
 
 MAX_PAGES = 1000  # 100,000 tasks at the largest page size: beyond that, something is wrong.
@@ -41,6 +43,8 @@ class Endpoint(Generic[PageT]):
     url: str
     body: Callable[[int], bytes]
     parse: Callable[[bytes], PageT]
+    method: str = "POST"
+    recorder: RequestRecorder | None = None  # Where its requests count; None: the client's.
 
 
 def read_pages(pool: WorkerPool, app_id: str, fetch: Fetch[PageT], deadline: float) -> list[PageT]:

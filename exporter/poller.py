@@ -148,6 +148,11 @@ class Poller:
         self._rescheduled = True
         self._wake.set()
 
+    def client(self, app_id: str) -> ApiClient | None:
+        """The client polling `app_id` under the current config (its account's: the balance
+        reads share its rate limiter), or None if no account has the app."""
+        return self._wiring.clients.get(app_id)
+
     def wake(self) -> None:
         """End the scheduler's wait now (a reload, or shutdown)."""
         self._wake.set()

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from exporter.codes import OTHER, TASK_LIST_CODES, TRANSPORT_CODES
+from exporter.codes import BALANCE_CODES, OTHER, TASK_LIST_CODES, TRANSPORT_CODES
 from exporter.snapshot import EndpointStats, RequestStats
 
 # Seconds; the SDK's own timeout is 15 s, so the top buckets reach past it.
@@ -31,15 +31,19 @@ READ_RESULTS = (CONSISTENT, REREAD, INCONSISTENT)
 # The API endpoints requests go to (the `endpoint` label of the request families).
 TASK_LIST = "taskList"
 RECORD_QUERY = "recordQuery"
-ENDPOINTS = (TASK_LIST, RECORD_QUERY)
+# The account's balance: counted per account (the `account` label), not per app.
+GET_BALANCE = "getBalance"
+ENDPOINTS = (TASK_LIST, RECORD_QUERY, GET_BALANCE)
+# getBalance answers with the SMS API's codes (exporter/codes.py), so its own start at zero.
+_INITIAL_CODES = {GET_BALANCE: BALANCE_CODES + TRANSPORT_CODES}
 
 
 class _EndpointCounts:
     __slots__ = ("buckets", "duration_sum", "errors", "requests")
 
-    def __init__(self) -> None:
+    def __init__(self, initial: tuple[str, ...] = INITIAL_ERROR_CODES) -> None:
         self.requests = 0
-        self.errors = dict.fromkeys(INITIAL_ERROR_CODES, 0)
+        self.errors = dict.fromkeys(initial, 0)
         self.buckets = [0] * (len(DURATION_BOUNDS) + 1)
         self.duration_sum = 0.0
 
@@ -61,7 +65,9 @@ class _AppCounts:
     def endpoint(self, name: str) -> _EndpointCounts:
         if name not in ENDPOINTS:  # Label values come from this module, never from outside.
             raise ValueError(f"unknown endpoint {name!r}")
-        return self.endpoints.setdefault(name, _EndpointCounts())
+        if name not in self.endpoints:
+            self.endpoints[name] = _EndpointCounts(_INITIAL_CODES.get(name, INITIAL_ERROR_CODES))
+        return self.endpoints[name]
 
 
 class RequestRecorder:

@@ -129,11 +129,16 @@ class Transport:
 
     def post(self, url: str, headers: dict[str, str], body: bytes) -> bytes:
         """The body of a 200 answer; every other outcome is a `PollError`."""
+        return self.send("POST", url, headers, body)
+
+    def send(self, method: str, url: str, headers: dict[str, str], body: bytes) -> bytes:
+        """`post` for any method (getBalance is a GET, with no body)."""
         headers = {**headers, "User-Agent": f"aivoice-exporter/{__version__}"}
         try:
-            response = self._session.post(
+            response = self._session.request(
+                method,
                 url,
-                data=body,
+                data=None if method == "GET" else body,
                 headers=headers,
                 timeout=self._timeout,  # type: ignore[arg-type]  # requests passes it through
                 allow_redirects=False,

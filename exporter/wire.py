@@ -66,6 +66,17 @@ def read_envelope(body: bytes) -> dict[str, Any]:
     The API's own failures come back as HTTP 200 with a non-zero `status`; anything that is not
     the documented shape is `invalid_response`.
     """
+    data = read_document(body).get("data")
+    if not isinstance(data, dict):
+        raise PollError(INVALID_RESPONSE, "no data object")
+    return data
+
+
+def read_document(body: bytes) -> dict[str, Any]:
+    """A successful answer's top-level object (getBalance answers there, not in `data`).
+
+    A non-zero `status` raises `PollError` with that status as its code.
+    """
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -82,10 +93,7 @@ def read_envelope(body: bytes) -> dict[str, Any]:
         if code_label(status_text) != status_text:
             detail = f"status {status_text!r}" + (f": {detail}" if detail else "")
         raise PollError(code_label(status_text), detail)
-    data = document.get("data")
-    if not isinstance(data, dict):
-        raise PollError(INVALID_RESPONSE, "no data object")
-    return data
+    return document
 
 
 def page_records(data: dict[str, Any]) -> list[Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from exporter.simulator.answers import fault_reply
 from exporter.simulator.api import (
-    ENDPOINTS,
+    GET_BALANCE,
     RECORD_QUERY,
     TASK_LIST,
     Query,
@@ -36,6 +36,14 @@ from exporter.simulator.api import (
     parse_query,
     parse_record_query,
 )
+from exporter.simulator.balance import (
+    DEFAULT_BALANCE,
+    BalanceBook,
+    balance_answer,
+    balance_fault_reply,
+    sms_code,
+    sms_error,
+)
 from exporter.simulator.call_index import CallIndex
 from exporter.simulator.calls import (
     MAX_CALL_SECONDS,
@@ -47,15 +55,11 @@ from exporter.simulator.calls import (
 )
 from exporter.simulator.campaigns import render
 from exporter.simulator.faults import (
-    ALL_FAULT_KINDS,
-    FAULT_VARIANTS,
     STATS_KINDS,
     Fault,
     Faults,
     Pending,
     Stats,
-    check_api_code,
-    check_fault_status,
     configured_fault,
     decide,
     random_fault,
@@ -92,6 +96,7 @@ class Account:
         push_duplicate_ratio: float = 0.05,
         push_queue_size: int = 10_000,
         newest_first: bool = False,
+        balance: float = DEFAULT_BALANCE,
     ) -> None:
         if isinstance(app_ids, str) or not app_ids:
             raise ValueError("app_ids: must be a non-empty list of strings")
@@ -141,6 +146,10 @@ class Account:
         )
         if push_url is not None:
             self._pusher = self._new_pusher(push_url)
+        # getBalance: the account's balance, falling as calls end (balance.py).
+        self.balance = BalanceBook(
+            balance, self._tasks.plans, seed, self._timeline, lambda: self._elapsed(self._clock())
+        )
 
     def _new_pusher(self, url: str) -> Pusher:
         settings = PushSettings(url, *self._push_options)
@@ -172,19 +181,11 @@ class Account:
         return self._tasks.rendered(app_id, self._elapsed(self._clock()))
 
     def set_tasks(self, app_id: str, records: Sequence[Mapping[str, Any]]) -> None:
-        """Serve exactly these records, in this order, from now on; the app stops progressing.
-
-        Records are not checked, so tests can feed the client odd or broken ones (a string
-        with a lone surrogate goes out as its JSON escape).
-        """
+        """See ``Tasks.set_tasks``."""
         self._tasks.set_tasks(app_id, records)
 
     def add_task(self, app_id: str, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Create a task as the newest (first) record and return it.
-
-        Missing fields are filled in (``jobId`` one above the app's highest), so
-        ``add_task(app)`` alone reproduces a task created while a client pages.
-        """
+        """See ``Tasks.add_task``."""
         return self._tasks.add_task(app_id, record)
 
     def remove_task(self, app_id: str, job_id: int) -> bool:
@@ -192,27 +193,11 @@ class Account:
         return self._tasks.remove_task(app_id, job_id)
 
     def change_before_page(self, app_id: str, page: int, action: str, *, count: int = 1) -> None:
-        """Create or delete ``count`` tasks just before the app's next page ``page`` is built.
-
-        It fires once, for the next request for that page that is answered with a page (a
-        request that gets a fault leaves it waiting), in the same hold of the lock as taking
-        the records that page shows: a test can place a change exactly between two page reads.
-        Triggers for one page fire together.
-
-        ``create`` inserts new tasks as the newest, like ``add_task``: every later record moves
-        down a place. ``delete`` removes the newest tasks (the first records of page 1): every
-        later record moves up a place, so a client that read page ``page - 1`` before the
-        change and ``page`` after it misses a record. ``Stats.churn`` counts the tasks.
-        """
+        """See ``Tasks.change_before_page``."""
         self._tasks.change_before_page(app_id, page, action, count)
 
     def delay_page(self, app_id: str, page: int, seconds: float) -> None:
-        """Hold the app's next request for page ``page`` ``seconds`` before its page is built.
-
-        One-shot, like ``change_before_page`` (whose trigger for that page fires after the
-        hold): with pages read in parallel, a test decides which is built first, e.g. page 3
-        before page 2, and so places a change between any two reads in any order.
-        """
+        """See ``Tasks.delay_page``."""
         self._tasks.delay_page(app_id, page, seconds)
 
     # ---- calls
@@ -285,20 +270,10 @@ class Account:
         random). These come before any other fault and ignore ``Faults.app_ids`` and
         ``Faults.endpoints``.
         """
-        if endpoint is not None and endpoint not in ENDPOINTS:
-            raise ValueError(f"endpoint: must be one of {list(ENDPOINTS)}, got {endpoint!r}")
-        if kind not in ALL_FAULT_KINDS:
-            raise ValueError(f"kind: unknown {kind!r}, known {list(ALL_FAULT_KINDS)}")
+        pending = Pending.checked(kind, app_id, api_code, http_status, variant, endpoint)
         if not is_int(n) or n < 0:
             raise ValueError(f"n: must be an integer >= 0, got {n!r}")
-        check_api_code("api_code", api_code)
-        if http_status is not None:
-            check_fault_status(kind, http_status)
-        if variant is not None and variant not in FAULT_VARIANTS.get(kind, ()):
-            known = list(FAULT_VARIANTS.get(kind, ()))
-            raise ValueError(f"variant: {kind} has no variant {variant!r}, known {known}")
         with self._lock:
-            pending = Pending(kind, app_id, api_code, http_status, variant, endpoint)
             self._pending.extend([pending] * n)
 
     def stats(self) -> Stats:
@@ -327,7 +302,8 @@ class Account:
     # ---- answering (called by the handlers in server.py)
 
     def answer(self, headers: Mapping[str, str], body: bytes, endpoint: str = TASK_LIST) -> Reply:
-        """Answer one taskList or recordQuery request; ``headers`` has lowercase names."""
+        """Answer one taskList, recordQuery or getBalance request; ``headers`` has lowercase
+        names."""
         now = self._clock()
         with self._lock:
             self._requests += 1
@@ -335,6 +311,8 @@ class Account:
             faults = self._faults
         app_id = guess_app_id(body)
         delay = self._latency(faults) if faults.applies_to(app_id, endpoint) else 0.0
+        if endpoint == GET_BALANCE:
+            return self._answer_balance(headers, now, faults, delay)
         try:
             check_headers(headers, self._api_key, self._api_secret, now)
             query = parse_record_query(body) if endpoint == RECORD_QUERY else parse_query(body)
@@ -356,6 +334,26 @@ class Account:
         if hold > 0 and not self.wait(hold):
             return Reply(drop=True)  # stopping
         return Reply(body=json_bytes(self._page(query, now, faults)), delay=delay)
+
+    def _answer_balance(
+        self, headers: Mapping[str, str], now: float, faults: Faults, delay: float
+    ) -> Reply:
+        """getBalance: the SMS API's codes, and the answer at the top level (balance.py)."""
+        try:
+            check_headers(headers, self._api_key, self._api_secret, now)
+        except Rejected as rejected:
+            code = sms_code(rejected.code)
+            self._count_answer(code)
+            return Reply(body=sms_error(code), delay=delay)
+        fault = self._inject("", faults, GET_BALANCE)
+        left = self.balance.balance()
+        if fault is None:
+            self._count_answer("0")
+            return Reply(body=balance_answer(left), delay=delay)
+        with self._lock:
+            draw = self._rng.randrange(1 << 16)
+        reply = balance_fault_reply(fault, faults, now, left, draw, self.redirect_url)
+        return replace(reply, delay=delay + reply.delay)
 
     def _call_page(self, query: Query, now: float) -> dict[str, Any]:
         """One recordQuery page: the window's ended calls, oldest end first.

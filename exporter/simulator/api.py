@@ -24,7 +24,9 @@ API_PATH = "/aivoice/taskList"
 RECORD_QUERY_PATH = "/aivoice/recordQuery"
 TASK_LIST = "taskList"
 RECORD_QUERY = "recordQuery"
-ENDPOINTS = (TASK_LIST, RECORD_QUERY)
+BALANCE_PATH = "/sms/getBalance"  # The account's, beside the product's paths (balance.py).
+GET_BALANCE = "getBalance"
+ENDPOINTS = (TASK_LIST, RECORD_QUERY, GET_BALANCE)
 """The endpoints by name, as ``Faults.endpoints`` and ``fail_next(endpoint=)`` take them."""
 MAX_TIMESTAMP_SKEW_SECONDS = 300
 """The vendor publishes no tolerance for a signed request's clock; we accept 5 minutes."""

@@ -299,6 +299,29 @@ class Pending:
     variant: str | None
     endpoint: str | None = None
 
+    @classmethod
+    def checked(
+        cls,
+        kind: str,
+        app_id: str | None,
+        api_code: str,
+        http_status: int | None,
+        variant: str | None,
+        endpoint: str | None,
+    ) -> Pending:
+        """The entry, once every field is one ``fail_next`` accepts; else a ValueError."""
+        if endpoint is not None and endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint: must be one of {list(ENDPOINTS)}, got {endpoint!r}")
+        if kind not in ALL_FAULT_KINDS:
+            raise ValueError(f"kind: unknown {kind!r}, known {list(ALL_FAULT_KINDS)}")
+        check_api_code("api_code", api_code)
+        if http_status is not None:
+            check_fault_status(kind, http_status)
+        if variant is not None and variant not in FAULT_VARIANTS.get(kind, ()):
+            known = list(FAULT_VARIANTS.get(kind, ()))
+            raise ValueError(f"variant: {kind} has no variant {variant!r}, known {known}")
+        return cls(kind, app_id, api_code, http_status, variant, endpoint)
+
 
 def configured_fault(faults: Faults, rng: random.Random) -> Fault | None:
     """The fault every request in scope gets, if the settings name one."""

@@ -25,7 +25,9 @@ from urllib.parse import urlsplit
 from exporter.simulator.account import Account
 from exporter.simulator.api import (
     API_PATH,
+    BALANCE_PATH,
     EMPTY_PAGE,
+    GET_BALANCE,
     JSON,
     RECORD_QUERY,
     RECORD_QUERY_PATH,
@@ -143,6 +145,8 @@ class ApiHandler(_TrackedHandler):
             self._send_json(200, simulator.stats())
         elif path == "/-/faults":
             self._send_json(200, simulator.faults.to_dict())
+        elif path == BALANCE_PATH:
+            self._serve_api(b"", GET_BALANCE)
         elif path in (API_PATH, RECORD_QUERY_PATH):
             self._send_json(405, {"error": "use POST"}, extra={"Allow": "POST"})
         else:
@@ -165,6 +169,8 @@ class ApiHandler(_TrackedHandler):
             self._control(body, self._change_before_page)
         elif path == "/-/delay-page":
             self._control(body, self._delay_page)
+        elif path == "/-/top-up":
+            self._control(body, self._top_up)
         else:
             self._send_json(404, {"error": f"no such path {path}"})
 
@@ -221,6 +227,11 @@ class ApiHandler(_TrackedHandler):
             )
         self.server.simulator.delay_page(**payload)
         return {"queued": payload}
+
+    def _top_up(self, payload: Any) -> dict[str, Any]:
+        if not isinstance(payload, dict) or set(payload) != {"amount"}:
+            raise ValueError('top-up: must be a JSON object like {"amount": 100}')
+        return {"balance": self.server.simulator.balance.top_up(payload["amount"])}
 
     def _read_body(self) -> bytes | None:
         length = self.headers.get("Content-Length")

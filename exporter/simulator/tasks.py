@@ -84,11 +84,21 @@ class Tasks:
         return [render(entry, elapsed) for entry in entries]
 
     def set_tasks(self, app_id: str, records: Sequence[Mapping[str, Any]]) -> None:
+        """Serve exactly these records, in this order, from now on; the app stops progressing.
+
+        Records are not checked, so tests can feed the client odd or broken ones (a string
+        with a lone surrogate goes out as its JSON escape).
+        """
         pinned = [copy.deepcopy(dict(record)) for record in records]
         with self._lock:
             self._app(app_id)[:] = pinned
 
     def add_task(self, app_id: str, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Create a task as the newest (first) record and return it.
+
+        Missing fields are filled in (``jobId`` one above the app's highest), so
+        ``add_task(app)`` alone reproduces a task created while a client pages.
+        """
         with self._lock:
             added = self._create(self._app(app_id), record)
         return copy.deepcopy(added)
@@ -103,6 +113,18 @@ class Tasks:
         return False
 
     def change_before_page(self, app_id: str, page: int, action: str, count: int) -> None:
+        """Create or delete ``count`` tasks just before the app's next page ``page`` is built.
+
+        It fires once, for the next request for that page that is answered with a page (a
+        request that gets a fault leaves it waiting), in the same hold of the lock as taking
+        the records that page shows: a test can place a change exactly between two page reads.
+        Triggers for one page fire together.
+
+        ``create`` inserts new tasks as the newest, like ``add_task``: every later record moves
+        down a place. ``delete`` removes the newest tasks (the first records of page 1): every
+        later record moves up a place, so a client that read page ``page - 1`` before the
+        change and ``page`` after it misses a record. ``Stats.churn`` counts the tasks.
+        """
         if action not in CHURN_ACTIONS:
             raise ValueError(f"action: must be one of {list(CHURN_ACTIONS)}, got {action!r}")
         if not is_int(page) or page < 1:
@@ -114,6 +136,12 @@ class Tasks:
             self._changes.append(Change(app_id, page, action, count))
 
     def delay_page(self, app_id: str, page: int, seconds: float) -> None:
+        """Hold the app's next request for page ``page`` ``seconds`` before its page is built.
+
+        One-shot, like ``change_before_page`` (whose trigger for that page fires after the
+        hold): with pages read in parallel, a test decides which is built first, e.g. page 3
+        before page 2, and so places a change between any two reads in any order.
+        """
         if not is_int(page) or page < 1:
             raise ValueError(f"page: must be an integer >= 1, got {page!r}")
         check_number("seconds", seconds, 0.0, 3600.0)

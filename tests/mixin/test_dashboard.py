@@ -37,6 +37,7 @@ ROW_TITLES = (
     "Exporter and API health",
     "Account at a glance",
     "Calls",
+    "Account",
     "Campaigns",
     "Running tasks making no progress",
 )
@@ -211,7 +212,16 @@ def test_calls_row_shows_what_the_call_outcomes_issue_asks_for(dashboard: dict[s
 
 
 # Metrics that carry no app_id: a query of only these cannot follow the App variable.
-NO_APP_ID = frozenset({"up", "aivoice_push_requests_total"})
+NO_APP_ID = frozenset(
+    {
+        "up",
+        "aivoice_push_requests_total",
+        # The balance is the account's: its panels follow $job, and show every account.
+        "aivoice_account_balance",
+        "account:aivoice_account_spend:rate1h",
+        "account:aivoice_account_runway_seconds:rate1h",
+    }
+)
 
 
 def test_every_query_follows_the_job_and_app_variables(dashboard: dict[str, Any]) -> None:

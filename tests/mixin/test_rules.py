@@ -40,6 +40,9 @@ REQUIRED_ALERTS = frozenset(
         "AivoiceCallLoss",
         "AivoicePushRejected",
         "AivoiceStorageWritesFailing",
+        "AivoiceBalanceRunningOut",
+        "AivoiceBalanceExhausted",
+        "AivoiceBalanceUnavailable",
     }
 )
 

@@ -52,6 +52,10 @@ EXPORTED_METRICS = frozenset(
         "aivoice_push_requests_total",
         # The call state kept with --storage.path.
         "aivoice_storage_writes_total",
+        # The account's balance (balance.enabled).
+        "aivoice_account_balance",
+        "aivoice_account_balance_up",
+        "aivoice_app_info",
     }
     | {f"{name}_{suffix}" for name in _HISTOGRAMS for suffix in ("bucket", "sum", "count")}
 )

@@ -174,6 +174,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "accounts": [{"api_key": API_KEY, "api_secret": API_SECRET, "app_ids": list(APP_IDS)}],
             "calls": {"enabled": True},
             "push": {"listen_address": f"127.0.0.1:{push_port}", "token": PUSH_TOKEN},
+            # The account's balance, read often so that its rules and panels get data.
+            "balance": {"enabled": True, "interval_seconds": 5},
         }
         (work / "exporter.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
         processes["exporter"] = exporter = start_exporter_process(
@@ -406,3 +408,24 @@ def test_pushes_with_a_wrong_token_fire_push_rejected(stack: Stack) -> None:
     )
     assert [a["labels"]["reason"] for a in alerts] == ["not_found"]
     assert alerts[0]["annotations"]["runbook_url"].endswith("#aivoicepushrejected")
+
+
+def test_the_balance_reaches_the_spend_and_runway_rules(stack: Stack) -> None:
+    balances = wait_for(
+        lambda: stack.query(f'aivoice_account_balance{{job="{JOB}", kind="balance"}}'),
+        DATA_TIMEOUT,
+        "the account's balance",
+    )
+    assert [r["metric"]["account"] for r in balances] == [API_KEY]  # no name: the api_key
+    info = stack.query(f'aivoice_app_info{{job="{JOB}"}}')
+    assert {r["metric"]["app_id"]: r["metric"]["account"] for r in info} == dict.fromkeys(
+        APP_IDS, API_KEY
+    )
+    runway = wait_for(
+        lambda: stack.query("account:aivoice_account_runway_seconds:rate1h"),
+        DATA_TIMEOUT,
+        "the runway (a balance and a spend above zero)",
+    )
+    assert [r["metric"]["account"] for r in runway] == [API_KEY]
+    assert float(runway[0]["value"][1]) > 0
+    assert stack.query(f'aivoice_account_balance_up{{job="{JOB}"}} == 1')

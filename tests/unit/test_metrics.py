@@ -798,3 +798,68 @@ def test_an_unchanged_app_is_not_rendered_again(monkeypatch: pytest.MonkeyPatch)
     current.append(second)
     assert b'result="BUSY"} 1.0' in live.render(False)
     assert rendered == ["B"]
+
+
+# ---- the account's balance (balance.enabled) ---------------------------------------------------
+
+
+def balance_snapshot() -> Any:
+    from exporter.balance import AccountBalance, Balance, BalanceSnapshot
+
+    recorder = RequestRecorder()
+    recorder.track(["main", "other"], ["getBalance"])
+    recorder.observe("main", 0.2, None, endpoint="getBalance")
+    recorder.observe("other", 0.3, "-13", endpoint="getBalance")
+    return BalanceSnapshot(
+        accounts=(
+            AccountBalance("main", True, Balance(1234.5, 0.0, -20.0), 1.7e9),
+            AccountBalance("other", False, None, None),
+        ),
+        requests=recorder.snapshot(["main", "other"]),
+        apps=MappingProxyType({"A": "main", 'q"b': "other"}),
+    )
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_balance_families_render_valid_and_in_one_block_each(openmetrics: bool) -> None:
+    app = AppSnapshot("A", True, (), 0.1, 1.7e9)
+    recorder = RequestRecorder()
+    recorder.observe("A", 0.1, None)
+    snap = Snapshot(apps=(app,), requests=recorder.snapshot(["A"]))
+    exposition = metrics.render(snap, MetricsConfig(), ReloadStatus(True, 1.0), balance_snapshot())
+    text = (exposition.openmetrics if openmetrics else exposition.text).decode()
+    parse = parse_om if openmetrics else parse_text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in parse(text)
+        for s in family.samples
+    }
+    assert samples[("aivoice_account_balance_up", (("account", "main"),))] == 1.0
+    assert samples[("aivoice_account_balance_up", (("account", "other"),))] == 0.0
+    kinds = {
+        dict(labels)["kind"]: value
+        for (name, labels), value in samples.items()
+        if name == "aivoice_account_balance"
+    }
+    assert kinds == {"balance": 1234.5, "gift": 0.0, "credit": -20.0}  # none for `other`
+    assert samples[("aivoice_app_info", (("account", "other"), ("app_id", 'q"b')))] == 1.0
+    requests = ("aivoice_api_requests_total", (("account", "main"), ("endpoint", "getBalance")))
+    assert samples[requests] == 1.0
+    locked = (("account", "other"), ("code", "-13"), ("endpoint", "getBalance"))
+    assert samples[("aivoice_api_errors_total", locked)] == 1.0
+    assert samples[("aivoice_api_errors_total", (*locked[:1], ("code", "-2"), locked[2]))] == 0
+    assert ("aivoice_api_requests_total", (("app_id", "A"), ("endpoint", "taskList"))) in samples
+    assert text.count("# TYPE aivoice_api_requests") == 1
+
+
+def test_no_balance_families_without_balance() -> None:
+    from exporter.balance import BalanceSnapshot
+
+    snap = Snapshot(apps=(), requests=MappingProxyType({}))
+    text = metrics.render(snap, MetricsConfig(), ReloadStatus(True, 1.0), BalanceSnapshot()).text
+    assert b"aivoice_account_balance" not in text and b"aivoice_app_info" not in text
+
+
+def test_balance_helps_say_values_are_cached() -> None:
+    for family in metrics.BALANCE_FAMILIES:
+        assert family.help.endswith(metrics.CACHED)
