@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import requests
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
@@ -37,6 +38,21 @@ def sample_values(
         for s in family.samples
         if s.name == name
     }
+
+
+def scraped(url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """`sample_values` of the exporter's /metrics at `url` (its scheme, host and port)."""
+    return sample_values(requests.get(f"{url}/metrics", timeout=30).text, name)
+
+
+def call_results(url: str, app_id: str) -> dict[str, int]:
+    """The app's non-zero `aivoice_call_results_total`, by result, at `url`."""
+    counted = {
+        dict(labels)["result"]: int(value)
+        for labels, value in scraped(url, "aivoice_call_results_total").items()
+        if dict(labels)["app_id"] == app_id
+    }
+    return {result: count for result, count in counted.items() if count}
 
 
 def task(job_id: str, status: str = "IN_PROCESS", calls: int = 100, done: int = 40, **kw) -> Task:

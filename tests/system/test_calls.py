@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import requests
-from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter.config import parse_config
 from exporter.daemon import Daemon
 from exporter.simulator import Faults, Simulator
 from tests.support.clock import FakeClock
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for
+from tests.support.exposition import call_results, scraped
 from tests.support.tools import wait_until
 
 A, B = APP_IDS
@@ -50,24 +49,13 @@ class Stack:
         self.documents.append(document)
 
     def samples(self, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-        text = requests.get(self.url + "/metrics", timeout=10).text
-        return {
-            tuple(sorted(sample.labels.items())): sample.value
-            for family in parse_text(text)
-            for sample in family.samples
-            if sample.name == name
-        }
+        return scraped(self.url, name)
 
     def value(self, name: str, **labels: str) -> float | None:
         return self.samples(name).get(tuple(sorted(labels.items())))
 
     def results(self, app_id: str) -> dict[str, int]:
-        counted = {
-            dict(labels)["result"]: int(value)
-            for labels, value in self.samples("aivoice_call_results_total").items()
-            if dict(labels)["app_id"] == app_id
-        }
-        return {result: count for result, count in counted.items() if count}
+        return call_results(self.url, app_id)
 
     def calls_between(self, app_id: str, after: float, until: float) -> list[dict[str, Any]]:
         """The simulator's calls that ended after `after` and by `until` (whole seconds): their

@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter.calls import call_digest
 from exporter.simulator import Simulator
 from exporter.storage import FAILURE, SUCCESS, StateStore, decode, file_name
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for, write_config
+from tests.support.exposition import call_results, scraped
 from tests.support.processes import ExporterProcess, start_exporter_process
 from tests.support.tools import wait_until
 
@@ -95,24 +95,14 @@ class Run:
 
     def samples(self, name: str) -> dict[tuple[tuple[str, str], ...], float]:
         assert self.exporter is not None
-        text = requests.get(self.exporter.url + "/metrics", timeout=10).text
-        return {
-            tuple(sorted(sample.labels.items())): sample.value
-            for family in parse_text(text)
-            for sample in family.samples
-            if sample.name == name
-        }
+        return scraped(self.exporter.url, name)
 
     def value(self, name: str, **labels: str) -> float | None:
         return self.samples(name).get(tuple(sorted(labels.items())))
 
     def results(self, app_id: str) -> dict[str, int]:
-        counted = {
-            dict(labels)["result"]: int(value)
-            for labels, value in self.samples("aivoice_call_results_total").items()
-            if dict(labels)["app_id"] == app_id
-        }
-        return {result: count for result, count in counted.items() if count}
+        assert self.exporter is not None
+        return call_results(self.exporter.url, app_id)
 
     def ended(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every call that has ended, by app and callId, as the simulator shows them now."""
@@ -140,6 +130,19 @@ class Run:
             app: self.value("aivoice_api_requests_total", app_id=app, endpoint="recordQuery") or 0
             for app in APP_IDS
         }
+
+    def wait_stored(self, before: dict[str, Any], after: dict[str, Any], what: str) -> None:
+        """Wait until each app's state file holds the calls in `after` but not in `before`
+        (`ended()`s)."""
+        wait_until(
+            lambda: all(
+                {call_digest(call_id) for call_id in set(after[app]) - set(before[app])}
+                <= self.stored(app)
+                for app in APP_IDS
+            ),
+            timeout=DEADLINE,
+            what=what,
+        )
 
     def stored(self, app_id: str) -> set[bytes]:
         """The digests the app's state file holds now (none while there is no file)."""
@@ -173,15 +176,7 @@ def test_calls_that_end_while_the_exporter_is_stopped_count_once_after_it_starts
         what="the calls that ended after the first read, counted",
     )
     if stop == signal.SIGKILL:  # Nothing is written at the end: wait for the write of the reads.
-        wait_until(
-            lambda: all(
-                {call_digest(call_id) for call_id in set(before[app]) - set(primed[app])}
-                <= run.stored(app)
-                for app in APP_IDS
-            ),
-            timeout=DEADLINE,
-            what="the state files to hold every call counted",
-        )
+        run.wait_stored(primed, before, "the state files to hold every call counted")
     code = first.stop(stop, timeout=DEADLINE)
     assert code == (0 if stop == signal.SIGTERM else -signal.SIGKILL)
 
@@ -233,15 +228,7 @@ def test_the_state_holds_no_personal_data(run: Run) -> None:
     primed = run.ended()
     run.clock.step()
     ended = run.ended()
-    wait_until(
-        lambda: all(
-            {call_digest(call_id) for call_id in set(ended[app]) - set(primed[app])}
-            <= run.stored(app)
-            for app in APP_IDS
-        ),
-        timeout=DEADLINE,
-        what="the state files to hold every call",
-    )
+    run.wait_stored(primed, ended, "the state files to hold every call")
     assert run.exporter is not None
     run.exporter.stop(timeout=DEADLINE)
     data = b"".join(path.read_bytes() for path in run.state.iterdir())
