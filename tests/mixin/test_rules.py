@@ -11,6 +11,7 @@ import re
 import subprocess
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.support.mixin import ALERTS, ROOT, RULES
@@ -88,6 +89,7 @@ def test_alerting_rules_pass_promtool_check() -> None:
     assert_ok(run(require_tool("promtool"), "check", "rules", str(ALERTS)))
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests_pass() -> None:
     assert UNIT_TESTS
     assert_ok(run(require_tool("promtool"), "test", "rules", *map(str, UNIT_TESTS)))

@@ -77,7 +77,14 @@ def test_no_personal_data_reaches_any_output(
     answers.append(requests.post(url, data=f"not json {PRIVATE}".encode(), timeout=5))
     answers.append(requests.post(url.replace(TOKEN, PRIVATE), json=hostile[0], timeout=5))
     assert [answer.status_code for answer in answers] == [200, 200, 400, 400, 400, 400, 404]
-    wait_until(lambda: counted(exporter, "poll") > 0 and counted(exporter, "push") > 0, timeout=30)
+    try:
+        wait_until(
+            lambda: counted(exporter, "poll") > 0 and counted(exporter, "push") > 0,
+            timeout=120,
+            what=f"calls of {A} counted from recordQuery (its second read) and the push",
+        )
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}\n{exporter.log(80)}") from None
 
     secrets = {PRIVATE}
     for app_id in APP_IDS:

@@ -200,7 +200,12 @@ def client_for(
     clock: Any = time.time,
     max_retries: int = 0,
 ) -> ApiClient:
-    api = ApiConfig(base_url=sim.base_url, timeout_seconds=1.0, max_retries=max_retries)
+    api = ApiConfig(
+        base_url=sim.base_url,
+        timeout_seconds=1.0,
+        max_retries=max_retries,
+        max_requests_per_second=1000,  # The rate limit is not what these tests check.
+    )
     transport = Transport(
         api.base_url, timeout_seconds=1.0, max_response_bytes=api.max_response_bytes, pool_size=2
     )
