@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from exporter.simulator.answers import fault_reply
 from exporter.simulator.api import Query, Reply, json_bytes
-from exporter.simulator.calls import PRICE_PER_MINUTE, Timeline, call
+from exporter.simulator.calls import PRICE_PER_MINUTE, Timeline, ended_in
 from exporter.simulator.campaigns import Plan
 from exporter.simulator.faults import Fault, Faults
 from exporter.simulator.hostile import dripped, padded
@@ -90,14 +90,12 @@ class BalanceBook:
         return self.balance()
 
     def _spend(self, after: float, until: float) -> float:
-        total = 0
-        for app_id, plans in self._plans().items():
-            for plan in plans:
-                first, last = plan.state_at(after)[1], plan.state_at(until)[1]
-                for index in range(first, last):
-                    ended = call(self._seed, app_id, plan, index, self._timeline)
-                    total += ended.billed // 60
-        return total * PRICE_PER_MINUTE
+        minutes = sum(
+            ended.billed // 60
+            for app_id, plans in self._plans().items()
+            for ended in ended_in(self._seed, app_id, plans, after, until, self._timeline)
+        )
+        return minutes * PRICE_PER_MINUTE
 
 
 def balance_answer(balance: float) -> bytes:

@@ -18,7 +18,7 @@ import math
 import threading
 from collections.abc import Sequence
 
-from exporter.simulator.calls import MAX_CALL_SECONDS, Call, Timeline, call
+from exporter.simulator.calls import MAX_CALL_SECONDS, Call, Timeline, ended_in
 from exporter.simulator.campaigns import Plan
 
 KEEP_BEHIND_SECONDS = 600
@@ -76,13 +76,9 @@ class CallIndex:
 
     def _draw(self, low: float, high: float) -> list[Call]:
         """The calls that ended in (low, high] simulated seconds, in order."""
-        drawn = [
-            call(self._seed, self._app_id, plan, index, self._timeline)
-            for plan in self._plans
-            for index in range(plan.state_at(low)[1], plan.state_at(high)[1])
-        ]
-        drawn.sort(key=_order)
-        return drawn
+        return sorted(
+            ended_in(self._seed, self._app_id, self._plans, low, high, self._timeline), key=_order
+        )
 
     def _add(self, drawn: list[Call], *, at_end: bool) -> None:
         if not drawn:

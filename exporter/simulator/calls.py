@@ -17,10 +17,11 @@ speed; durations are simulated seconds (the same thing at speed 1).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,18 +176,24 @@ def ended_between(
 ) -> tuple[list[dict[str, Any]], int]:
     """Push records of the calls that ended in (after, until] simulated seconds, at most
     ``limit`` of them, and how many more ended: those are never drawn."""
-    records: list[dict[str, Any]] = []
-    more = 0
     if until <= after:
-        return records, more
-    for app_id, plans in apps.items():
-        for plan in plans:
-            first, last = plan.state_at(after)[1], plan.state_at(until)[1]
-            room = max(0, min(last - first, limit - len(records)))
-            more += last - first - room
-            for index in range(first, first + room):
-                records.append(push_record(call(seed, app_id, plan, index, timeline)))
-    return records, more
+        return [], 0
+    drawn = itertools.chain.from_iterable(
+        ended_in(seed, app_id, plans, after, until, timeline) for app_id, plans in apps.items()
+    )
+    records = [push_record(c) for c in itertools.islice(drawn, max(0, limit))]
+    ended = sum(p.state_at(until)[1] - p.state_at(after)[1] for ps in apps.values() for p in ps)
+    return records, ended - len(records)
+
+
+def ended_in(
+    seed: int, app_id: str, plans: Iterable[Plan], after: float, until: float, timeline: Timeline
+) -> Iterator[Call]:
+    """The plans' calls that ended in (after, until] simulated seconds, plan by plan: a plan's
+    ``taskCompleted`` counts its ended calls, so only those are drawn."""
+    for plan in plans:
+        for index in range(plan.state_at(after)[1], plan.state_at(until)[1]):
+            yield call(seed, app_id, plan, index, timeline)
 
 
 def query_record(c: Call) -> dict[str, Any]:

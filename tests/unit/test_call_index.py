@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.simulator import call_index
+from exporter.simulator import calls
 from exporter.simulator.call_index import KEEP_BEHIND_SECONDS, CallIndex
 from exporter.simulator.calls import Call, Timeline, started_between
 from exporter.simulator.campaigns import Plan, generate_plans
@@ -58,14 +58,14 @@ def test_a_call_is_drawn_once_however_many_windows_overlap_it() -> None:
     timeline = Timeline(STARTED, 5.0)
     index = CallIndex(SEED, APP, timeline)
     drawn: list[str] = []
-    real_call = call_index.call
+    real_call = calls.call
 
     def counting(*args: object) -> Call:
         made = real_call(*args)  # type: ignore[arg-type]
         drawn.append(made.call_id)
         return made
 
-    with mock.patch.object(call_index, "call", counting):
+    with mock.patch.object(calls, "call", counting):
         for second in range(0, 600, 5):  # a poll every 5 s, each window the last 300 s
             now = int(STARTED) + 600 + second
             assert index.started_between(PLANS, now - 300, now, now)
