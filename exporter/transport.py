@@ -127,12 +127,9 @@ class Transport:
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
 
-    def post(self, url: str, headers: dict[str, str], body: bytes) -> bytes:
-        """The body of a 200 answer; every other outcome is a `PollError`."""
-        return self.send("POST", url, headers, body)
-
     def send(self, method: str, url: str, headers: dict[str, str], body: bytes) -> bytes:
-        """`post` for any method (getBalance is a GET, with no body)."""
+        """The body of a 200 answer; every other outcome is a `PollError`. A GET (getBalance)
+        sends no body."""
         headers = {**headers, "User-Agent": f"aivoice-exporter/{__version__}"}
         try:
             response = self._session.request(

@@ -44,7 +44,9 @@ def post() -> Iterator[Callable[[HostileApi], bytes]]:
             pool_size=2,
         )
         transports.append(transport)
-        return transport.post(server.url(), {"Api-Key": KEY, "Sign": "x", "Timestamp": "1"}, b"{}")
+        return transport.send(
+            "POST", server.url(), {"Api-Key": KEY, "Sign": "x", "Timestamp": "1"}, b"{}"
+        )
 
     yield send
     for transport in transports:
@@ -136,7 +138,7 @@ def test_a_closed_port_says_it_could_not_connect() -> None:
         url = gone.url()
     transport = Transport(url, timeout_seconds=1.0, max_response_bytes=MAX_BYTES, pool_size=1)
     try:
-        error, _ = failure(lambda: transport.post(url, {}, b"{}"))
+        error, _ = failure(lambda: transport.send("POST", url, {}, b"{}"))
     finally:
         transport.close()
     assert error.code == "connection"
