@@ -274,30 +274,27 @@ def test_a_reload_drops_the_state_of_a_removed_app(run: Run) -> None:
     assert (run.state / file_name(A)).exists()
 
 
-def test_a_directory_that_cannot_be_written_exits_2_naming_it(tmp_path: Path) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    wanted = blocker / "state"
+def run_to_its_end(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """The exporter run to its end with these flags and a config of one app (no simulator)."""
     config = write_config(
         tmp_path / "config.yaml",
         {"accounts": [{"api_key": API_KEY, "api_secret": API_SECRET, "app_ids": [A]}]},
     )
     config.chmod(0o600)  # Else a warning that the secret in it is readable comes first.
-    finished = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "--config.file",
-            str(config),
-            "--storage.path",
-            str(wanted),
-        ],
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.file", str(config), *flags],
         capture_output=True,
         text=True,
         timeout=DEADLINE,
         check=False,
     )
+
+
+def test_a_directory_that_cannot_be_written_exits_2_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    wanted = blocker / "state"
+    finished = run_to_its_end(tmp_path, "--storage.path", str(wanted))
     assert finished.returncode == 2
     assert finished.stderr.splitlines() == [
         f"aivoice-exporter: config error: --storage.path: {wanted}: cannot write there: "
@@ -306,28 +303,8 @@ def test_a_directory_that_cannot_be_written_exits_2_naming_it(tmp_path: Path) ->
 
 
 def test_config_check_reports_the_state_directory(tmp_path: Path) -> None:
-    config = write_config(
-        tmp_path / "config.yaml",
-        {"accounts": [{"api_key": API_KEY, "api_secret": API_SECRET, "app_ids": [A]}]},
-    )
-    config.chmod(0o600)  # Else a warning that the secret in it is readable comes first.
     state = tmp_path / "state"
-    finished = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "--config.file",
-            str(config),
-            "--storage.path",
-            str(state),
-            "--config.check",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        check=False,
-    )
+    finished = run_to_its_end(tmp_path, "--storage.path", str(state), "--config.check")
     assert finished.returncode == 0, finished.stderr
     assert f"call state kept in {state}" in finished.stdout
     assert StateStore(state).load([A]) == []
