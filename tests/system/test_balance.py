@@ -10,7 +10,7 @@ import pytest
 
 from exporter.simulator import Simulator
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for, write_config
-from tests.support.exposition import sample_values
+from tests.support.exposition import sample_values, scraped
 from tests.support.processes import ExporterProcess
 from tests.support.tools import scrape, wait_until
 
@@ -20,7 +20,7 @@ ACCOUNT = (("account", API_KEY), ("kind", "balance"))  # No `name`: the api_key 
 
 
 def served_balance(url: str) -> float | None:
-    return sample_values(scrape(f"{url}/metrics").text, "aivoice_account_balance").get(ACCOUNT)
+    return scraped(url, "aivoice_account_balance").get(ACCOUNT)
 
 
 def test_the_served_balance_falls_as_calls_end_and_rises_with_a_top_up(
