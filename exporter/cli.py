@@ -29,6 +29,7 @@ from exporter.listen import parse_listen_address
 from exporter.memory import limit_malloc_arenas
 from exporter.paging import Stopped
 from exporter.server import WebSecurity
+from exporter.sharding import UNSHARDED, Shard, parse_shard, select
 from exporter.storage import StateStore, check_directory
 from exporter.webconfig import load_web_config
 
@@ -89,6 +90,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="Keep the call-record state here, so a restart counts the calls that ended while "
         "the exporter was down (default: keep nothing).",
     )
+    add(
+        "--shard",
+        dest="shard",
+        metavar="N",
+        default="0",
+        help="This process's shard: N mod --total-shards (a StatefulSet pod index will do; "
+        "default 0).",
+    )
+    add(
+        "--total-shards",
+        dest="total_shards",
+        metavar="M",
+        default="1",
+        help="How many shards the accounts are spread over, by a consistent hash of their "
+        "names (default 1: no sharding).",
+    )
     add("--log.level", dest="log_level", choices=logs.LEVELS, default="info")
     add("--log.format", dest="log_format", choices=logs.FORMATS, default="logfmt")
     add(
@@ -118,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulator = None
     try:
         host, port = listen_address(args.listen_address)
+        shard = parse_shard(args.shard, args.total_shards)
         if not args.telemetry_path.startswith("/"):
             raise ConfigError("--web.telemetry-path", "must start with /")
         if args.demo:
@@ -138,14 +156,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aivoice-exporter: config error: {err}", file=sys.stderr)
         return 2
     if args.config_check:
-        print(describe(config), end="")
+        print(describe(select(config, shard)), end="")
+        if shard.sharded:
+            print(describe_shard(config, shard), end="")
         if storage is not None:
             print(f"  call state kept in {storage.directory}")
         return 0
     try:
         if args.once:
-            return _run_once(config, storage)
-        return _serve(args, config, host, port, security, simulator, storage)
+            return _run_once(config, storage, shard)
+        return _serve(args, config, host, port, security, simulator, storage, shard)
     finally:
         if simulator is not None:
             simulator.stop()
@@ -175,6 +195,15 @@ def describe(config: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
+def describe_shard(config: Config, shard: Shard) -> str:
+    """Which shard this is and how many of the config's accounts it owns."""
+    owned = sum(shard.owns(account.label) for account in config.accounts)
+    return (
+        f"  shard {shard.index} of {shard.total} (--shard {shard.ordinal}): "
+        f"{owned} of {len(config.accounts)} account(s)\n"
+    )
+
+
 def _web_security(path: str | None) -> WebSecurity | None:
     if path is None:
         return None
@@ -193,8 +222,8 @@ def _signals() -> queue.SimpleQueue[int]:
     return received
 
 
-def _run_once(config: Config, storage: StateStore | None) -> int:
-    daemon = Daemon(config, storage=storage)
+def _run_once(config: Config, storage: StateStore | None, shard: Shard) -> int:
+    daemon = Daemon(config, storage=storage, shard=shard)
     received = _signals()
     finished = threading.Event()
     result: list[int] = []
@@ -243,9 +272,10 @@ def _serve(
     security: WebSecurity | None,
     simulator: Simulator | None = None,
     storage: StateStore | None = None,
+    shard: Shard = UNSHARDED,
 ) -> int:
     reloadable = None if args.demo else (lambda: load_config(args.config_file))
-    daemon = Daemon(config, load_config=reloadable, storage=storage)
+    daemon = Daemon(config, load_config=reloadable, storage=storage, shard=shard)
     received = _signals()
     try:
         bound_host, bound_port = daemon.serve(
@@ -261,7 +291,11 @@ def _serve(
     scheme = "https" if daemon.tls else "http"
     log.info(
         "Listening",
-        extra={"address": f"{bound_host}:{bound_port}", "apps": len(config.app_ids)},
+        extra={
+            "address": f"{bound_host}:{bound_port}",
+            "apps": len(select(config, shard).app_ids),
+            "shard": f"{shard.index}/{shard.total}",
+        },
     )
     if args.demo:
         shown = "127.0.0.1" if bound_host in ("0.0.0.0", "::") else bound_host

@@ -19,11 +19,14 @@ from exporter.balance import BalanceSnapshot
 from exporter.balance_poller import BalancePoller
 from exporter.calls import CallLedger
 from exporter.config import Config, ConfigError, PushConfig
+from exporter.forward import PushRouter, Routes
 from exporter.listen import parse_listen_address
 from exporter.metrics import Exposition, ReloadStatus, Renderer
 from exporter.poller import Poller
 from exporter.push import PushServer
-from exporter.server import MetricsServer, Published, Routes, WebSecurity
+from exporter.server import MetricsServer, Published, WebSecurity
+from exporter.server import Routes as WebRoutes
+from exporter.sharding import UNSHARDED, Shard, app_accounts, select
 from exporter.snapshot import Snapshot
 from exporter.stats import RequestRecorder
 from exporter.storage import StateStore
@@ -36,7 +39,8 @@ class Daemon:
 
     `load_config` re-reads the config for a reload; without it, reloads are refused. `clock`
     (Unix seconds) signs requests and places the call-record windows. `storage` keeps the call
-    state across restarts.
+    state across restarts. `shard` keeps the config's accounts of this shard only (all of
+    them by default); the push router still knows every app, to forward what it does not own.
     """
 
     def __init__(
@@ -46,8 +50,12 @@ class Daemon:
         load_config: Callable[[], Config] | None = None,
         clock: Callable[[], float] = time.time,
         storage: StateStore | None = None,
+        shard: Shard = UNSHARDED,
     ) -> None:
         self.stop_event = threading.Event()
+        self.shard = shard
+        self.router = PushRouter(self._routes(config), lambda body: self.calls.receive_push(body))
+        config = select(config, shard)
         self._load_config = load_config
         self._lock = threading.Lock()
         self.calls = CallLedger(config, clock=clock)
@@ -100,7 +108,7 @@ class Daemon:
         """Start the HTTP servers and the poller; returns the metrics address really bound."""
         self._security = security
         self._push = self._start_push(self._push_config)  # OSError names push.listen_address
-        routes = Routes(
+        routes = WebRoutes(
             telemetry_path=telemetry_path,
             published=self.published,
             security=security,
@@ -137,9 +145,10 @@ class Daemon:
                 host,
                 port,
                 push.token,
-                receive=self.calls.receive_push,
+                receive=self.router.receive,
                 answered=self.calls.push_answered,
                 ssl_context=context,
+                forwarded=self.router.forwarded,
             )
         except OSError as err:
             raise OSError(
@@ -177,6 +186,8 @@ class Daemon:
                 self._reload_status = ReloadStatus(False, self._reload_status.success_seconds)
                 self._republish()
                 return False
+            self.router.reconfigure(self._routes(config))
+            config = select(config, self.shard)
             try:
                 self._restart_push(config.push)
             except OSError as err:
@@ -207,7 +218,12 @@ class Daemon:
         if self._push is not None:
             self._push.stop()
         self.poller.close()
+        self.router.close()
         self._save(*self._app_ids)
+
+    def _routes(self, config: Config) -> Routes:
+        """Where pushes go, from the whole config (before the shard's own are selected)."""
+        return Routes(app_accounts(config), self.shard, (), config.push.token)
 
     def _new_renderer(self, config: Config) -> Renderer:
         storage = None if self._storage is None else self._storage.stats

@@ -31,6 +31,8 @@ from exporter.server import IDLE_TIMEOUT_SECONDS, ConnectionHandler, HttpListene
 log = logging.getLogger(__name__)
 
 PUSH_PATH = "/push/call-record/"
+# Marks a push one exporter hands on to another (exporter.forward): it is never handed on again.
+FORWARDED_HEADER = "Aivoice-Forwarded"
 MAX_BODY_BYTES = 1_000_000  # A record with a long transcript is tens of kilobytes.
 HEADER_BYTES = 64 * 1024  # Request line and headers together; the vendor sends a few hundred.
 CHUNK_FRAMING_BYTES = 64 * 1024  # Chunk-size lines of a chunked body, on top of its data.
@@ -94,6 +96,7 @@ class _Push:
     receive: Callable[[bytes], int]
     answered: Callable[[int], None]
     deadline_seconds: float
+    forwarded: Callable[[bytes], int] | None = None
 
     def redact(self, text: str) -> str:
         text = text.replace(self.token.decode("ascii"), "<token>")
@@ -128,8 +131,11 @@ class _PushHandler(ConnectionHandler):
         body = self._body()
         if body is None:
             return
+        receive = self.push.receive
+        if self.push.forwarded is not None and self.headers.get(FORWARDED_HEADER) is not None:
+            receive = self.push.forwarded
         try:
-            status: int = self.push.receive(body)
+            status: int = receive(body)
         except Exception as err:  # The ledger's fault, not the vendor's: say so, keep serving.
             log.error("Push not taken in", extra={"error": type(err).__name__})
             status = HTTPStatus.INTERNAL_SERVER_ERROR
@@ -137,6 +143,10 @@ class _PushHandler(ConnectionHandler):
             self._answer(HTTPStatus.OK, b"success")
         elif status == HTTPStatus.BAD_REQUEST:
             self._answer(HTTPStatus.BAD_REQUEST, b"Bad request.\n")
+        elif status == HTTPStatus.SERVICE_UNAVAILABLE:  # Not every owner has it: retry later.
+            self._answer(HTTPStatus.SERVICE_UNAVAILABLE, b"Try again later.\n")
+        elif status == HTTPStatus.MISDIRECTED_REQUEST:  # A peer forwarded what is not ours.
+            self._answer(HTTPStatus.MISDIRECTED_REQUEST, b"Not this shard's.\n")
         else:
             self._answer(HTTPStatus.INTERNAL_SERVER_ERROR, b"Internal error.\n", close=True)
 
@@ -254,9 +264,11 @@ class _PushHandler(ConnectionHandler):
 class PushServer(HttpListener):
     """`POST /push/call-record/<token>` on its own port: bodies to `receive`, answers counted.
 
-    `receive(body)` returns the status to answer: 200 (`success`) or 400. `answered(status)`
-    is called once for every answer the listener gives, whatever it is. `deadline_seconds`
-    bounds each request's time (tests shorten it).
+    `receive(body)` returns the status to answer: 200 (`success`), 400, or, when it forwards
+    (exporter.forward), 503 and 421. `forwarded(body)`, if given, takes the pushes another
+    exporter forwarded (`FORWARDED_HEADER`) instead. `answered(status)` is called once for
+    every answer the listener gives, whatever it is. `deadline_seconds` bounds each request's
+    time (tests shorten it).
     """
 
     def __init__(
@@ -269,10 +281,11 @@ class PushServer(HttpListener):
         ssl_context: ssl.SSLContext | None = None,
         *,
         deadline_seconds: float = REQUEST_DEADLINE_SECONDS,
+        forwarded: Callable[[bytes], int] | None = None,
     ) -> None:
         if not token or not token.isascii():
             raise ValueError("push token: must be non-empty ASCII")
-        push = _Push(token.encode("ascii"), receive, answered, deadline_seconds)
+        push = _Push(token.encode("ascii"), receive, answered, deadline_seconds, forwarded)
         handler = type("PushHandler", (_PushHandler,), {"push": push})
         super().__init__(host, port, handler, ssl_context)
 

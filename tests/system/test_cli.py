@@ -180,6 +180,49 @@ def test_config_check_checks_the_web_config_too(simulator: Simulator, tmp_path: 
     assert "tls_server_config" in result.stderr
 
 
+def shard_config(simulator: Simulator, tmp_path: Path) -> Path:
+    """Nine one-app accounts under one key (shards go by the account name)."""
+    accounts = [
+        {"name": f"acct-{i}", "api_key": "k", "api_secret": "s", "app_ids": [f"APP_{i}"]}
+        for i in range(9)
+    ]
+    return write_config(tmp_path / "c.yaml", config_for(simulator, accounts=accounts))
+
+
+def test_config_check_with_shard_flags_lists_only_that_shards_apps(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    config = shard_config(simulator, tmp_path)
+    listed = []
+    for ordinal in range(3):
+        result = run_check(
+            "--config.file", str(config), "--shard", str(ordinal + 3), "--total-shards", "3"
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"shard {ordinal} of 3 (--shard {ordinal + 3})" in result.stdout
+        apps = re.findall(r"app (APP_\d)", result.stdout)
+        assert apps and f"{len(apps)} of 9 account(s)" in result.stdout
+        listed += apps
+    assert sorted(listed) == [f"APP_{i}" for i in range(9)]
+
+
+@pytest.mark.parametrize(
+    ("flags", "line"),
+    [
+        (("--shard", "-1"), "--shard: must be a whole number >= 0, got '-1'"),
+        (("--shard", "1.5"), "--shard: must be a whole number >= 0, got '1.5'"),
+        (("--total-shards", "0"), "--total-shards: must be >= 1, got '0'"),
+        (("--total-shards", "two"), "--total-shards: must be a whole number >= 1, got 'two'"),
+    ],
+)
+def test_bad_shard_flags_exit_2_with_one_line_naming_the_flag(
+    simulator: Simulator, tmp_path: Path, flags: tuple[str, ...], line: str
+) -> None:
+    result = run_check("--config.file", str(shard_config(simulator, tmp_path)), *flags)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"aivoice-exporter: config error: {line}"]
+
+
 def test_config_error_exits_2_with_one_line(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("accounts:\n  - api_key: k\n    app_ids: [A]\n")
