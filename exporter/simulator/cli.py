@@ -48,7 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--page-size", type=int, default=None, help="answer this size always")
     parser.add_argument("--speed", type=float, default=1.0, help="campaign time multiplier")
-    parser.add_argument("--push-url", default=None, help="POST each call here as it ends")
+    parser.add_argument(
+        "--push-url",
+        default=None,
+        help="POST each call here as it ends (several, comma-separated: each to one at random)",
+    )
     parser.add_argument(
         "--push-duplicate-ratio", type=float, default=0.05, help="share of calls pushed twice"
     )

@@ -5,6 +5,8 @@ application/json``, no signature. A delivery is an HTTP 200 whose body is ``succ
 else (another status, another body, a refused or timed-out connection) is tried again
 ``retry_delay`` seconds later, up to ``max_attempts`` tries in all. After a delivery, a seeded
 ``duplicate_ratio`` of the calls are pushed once more, as the vendor's own retries can do.
+``url`` may list several URLs, separated by commas, as the replicas behind one Service: each
+try goes to one of them, picked at random from the seed.
 The queue is bounded: calls that end while it is full are dropped and counted.
 """
 
@@ -49,15 +51,20 @@ class PushSettings:
     tick: float = 0.05
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"push_url: must be an http(s) URL, got {self.url!r}")
+        for url in self.urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"push_url: must be an http(s) URL, got {url!r}")
         if self.max_attempts < 1:
             raise ValueError("push_max_attempts: must be >= 1")
         if not 0.0 <= self.duplicate_ratio <= 1.0:
             raise ValueError("push_duplicate_ratio: must be in [0, 1]")
         if self.retry_delay < 0 or self.timeout <= 0 or self.tick <= 0 or self.queue_size < 1:
             raise ValueError("push: delays >= 0, timeout, tick and queue size > 0")
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(url.strip() for url in self.url.split(","))
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,10 @@ class Pusher:
         self._settings = settings
         self._collect = collect
         self._rng = random.Random(f"{seed}:push")
+        self._targets = random.Random(
+            f"{seed}:push-target"
+        )  # Its own: duplicates stay as they were.
+        self._urls = settings.urls
         self._queue: deque[_Item] = deque()
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(PUSH_STATS_KEYS[:-1], 0)
@@ -158,7 +169,7 @@ class Pusher:
 
     def _post(self, body: bytes) -> bool:
         """One POST; True if answered 200 ``success``."""
-        parts = urlsplit(self._settings.url)
+        parts = urlsplit(self._targets.choice(self._urls))
         connection_class = (
             http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         )

@@ -383,15 +383,18 @@ def hung_up(sock: socket.socket) -> bool:
 
 
 @contextlib.contextmanager
-def pushing_simulator(server: PushServer, clock: FakeClock) -> Iterator[tuple[Simulator, int]]:
-    """A simulator pushing to `server`, its clock moved on so that calls end: and how many."""
+def pushing_simulator(
+    server: PushServer, clock: FakeClock, *more: PushServer
+) -> Iterator[tuple[Simulator, int]]:
+    """A simulator pushing to `server` (and any `more`, each push to one at random), its clock
+    moved on so that calls end: and how many."""
     sim = Simulator(
         API_KEY,
         API_SECRET,
         APP_IDS,
         seed=7,
         clock=clock,
-        push_url=url(server),
+        push_url=",".join(url(target) for target in (server, *more)),
         push_retry_delay=0.01,
         push_duplicate_ratio=0.0,
     ).start("127.0.0.1", 0)
@@ -436,3 +439,16 @@ def test_the_simulators_pusher_retries_until_answered_success(
     assert (stats["push_retried"], stats["push_failed"]) == (2, 0)
     assert stats["push_sent"] == ended + 2 == len(ledger.bodies)
     assert ledger.answers.count(400) == 2
+
+
+def test_the_simulators_pusher_spreads_pushes_over_several_urls(
+    server: PushServer, ledger: FakeLedger
+) -> None:
+    other = FakeLedger()
+    with (
+        listening(other) as second,
+        pushing_simulator(server, FakeClock(), second) as (sim, ended),
+    ):
+        stats = wait_for_pushes(sim, ended)
+    assert stats["push_sent"] == ended == len(ledger.bodies) + len(other.bodies)
+    assert ledger.bodies and other.bodies
