@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import requests
 from exporter.calls import call_digest
 from exporter.simulator import Simulator
 from exporter.storage import FAILURE, SUCCESS, StateStore, decode, file_name
+from tests.support.clock import SteppedClock
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for, write_config
 from tests.support.exposition import call_results, scraped
 from tests.support.processes import ExporterProcess, start_exporter_process
@@ -37,28 +37,12 @@ STEP_SECONDS = 4  # Real seconds a step moves the simulator on at least: a dozen
 pytestmark = pytest.mark.slow
 
 
-class SteppedClock:
-    """A clock that stands still until `step()` moves it to the present, in whole seconds."""
-
-    def __init__(self) -> None:
-        self.now = float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
-
-    def step(self) -> None:
-        """Wait for the real clock to be STEP_SECONDS on, then move there."""
-        target = self.now + STEP_SECONDS
-        wait_until(lambda: time.time() >= target, timeout=DEADLINE, what="the clock to move on")
-        self.now = float(int(time.time()))
-
-
 class Run:
     """The simulator, its clock, the exporter's config and state directory, and the exporter
     processes started on them, one at a time."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.clock = SteppedClock()
+        self.clock = SteppedClock(STEP_SECONDS, DEADLINE)
         # Two tasks an app at speed 1: about four calls a second; calls last at most 11 minutes,
         # so the default 900 s lookback brings every call back (docs/operations.md).
         self.simulator = Simulator(
