@@ -35,7 +35,7 @@ import yaml
 from bench import cpu_seconds
 from bench_calls import APP, KEY, SECRET, SENDERS, TOKEN, push_bodies, samples, send_all
 
-from exporter.sharding import shard_of
+from exporter.config.shard import shard_of
 from exporter.simulator import Simulator
 
 PATH = f"/push/call-record/{TOKEN}"

@@ -27,7 +27,7 @@ import pytest
 import requests
 import yaml
 
-from exporter.sharding import shard_of
+from exporter.config.shard import shard_of
 from exporter.simulator import Simulator
 from tests.support.clock import SteppedClock
 from tests.support.configs import API_KEY, API_SECRET, write_config

@@ -1,0 +1,188 @@
+"""Pushes routed to the replicas that own them: real push listeners on loopback, each with a
+router in front of a ledger the test controls."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from exporter.config.shard import Shard, shard_of
+from exporter.web.forward import DROPPED, FAILURE, SUCCESS, PushRouter, Routes, check_peers
+from exporter.web.push import FORWARDED_HEADER, PushServer
+
+TOKEN = "Qx7-frontHalf.~backHalf_9Zk"
+# Two accounts on different shards of 2: which is which follows from the hash.
+ACCOUNTS = ("east", "west")
+APPS = {"APP_E": "east", "APP_W": "west"}
+
+
+def body(app_id: str, call_id: str = "c-1") -> bytes:
+    return json.dumps({"callId": call_id, "appId": app_id, "pay": "0.05"}).encode()
+
+
+class Node:
+    """One process's push listener and router, with what its ledger was handed."""
+
+    def __init__(self, ordinal: int, total: int, timeout: float = 5.0) -> None:
+        self.counted: list[bytes] = []
+        self.answers: list[int] = []
+        self._lock = threading.Lock()
+        self.shard = Shard(ordinal, total)
+        self.router = PushRouter(Routes(APPS, self.shard), self._count, timeout=timeout)
+        self.server = PushServer(
+            "127.0.0.1",
+            0,
+            TOKEN,
+            self.router.receive,
+            self.answers.append,
+            forwarded=self.router.forwarded,
+        )
+        self.server.start()
+
+    def _count(self, pushed: bytes) -> int:
+        with self._lock:
+            self.counted.append(pushed)
+        return 400 if pushed == b"not json" else 200  # As the ledger: 400 for unreadable.
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.address
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.router.close()
+
+
+@contextlib.contextmanager
+def fleet(total: int, replicas: int, timeout: float = 5.0) -> Iterator[list[Node]]:
+    nodes = [Node(i, total, timeout) for i in range(total * replicas)]
+    peers = tuple(node.url for node in nodes)
+    for node in nodes:
+        node.router.reconfigure(Routes(APPS, node.shard, peers, TOKEN))
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def push(node: Node, pushed: bytes, forwarded: bool = False) -> requests.Response:
+    headers = {FORWARDED_HEADER: "1"} if forwarded else {}
+    return requests.post(f"{node.url}/push/call-record/{TOKEN}", data=pushed, headers=headers)
+
+
+def owner_ordinal(app_id: str, total: int) -> int:
+    return shard_of(APPS[app_id], total)
+
+
+def test_the_two_accounts_sit_on_different_shards_of_two() -> None:
+    assert {shard_of(name, 2) for name in ACCOUNTS} == {0, 1}
+
+
+def test_a_push_reaches_every_replica_that_owns_it_whichever_process_gets_it() -> None:
+    with fleet(total=2, replicas=2) as nodes:
+        for receiver in nodes:
+            for app_id in APPS:
+                assert push(receiver, body(app_id, f"{receiver.url}-{app_id}")).text == "success"
+        for i, node in enumerate(nodes):
+            owned = {app for app in APPS if owner_ordinal(app, 2) == i % 2}
+            assert len(node.counted) == 4 * len(owned)
+            assert {json.loads(b)["appId"] for b in node.counted} == owned
+
+
+def test_the_forwarded_body_is_the_pushed_body_byte_for_byte() -> None:
+    with fleet(total=1, replicas=2) as (first, second):
+        pushed = b'{"callId":"c-9",  "appId":"APP_E","pay":"1.10"}'
+        push(first, pushed)
+        assert first.counted == [pushed]
+        assert second.counted == [pushed]
+
+
+def test_forwards_are_counted_by_result() -> None:
+    with fleet(total=1, replicas=3) as nodes:
+        push(nodes[0], body("APP_W"))
+        assert nodes[0].router.results() == {SUCCESS: 2, FAILURE: 0, DROPPED: 0}
+        assert nodes[1].router.results() == {SUCCESS: 0, FAILURE: 0, DROPPED: 0}
+
+
+def test_an_unreachable_owner_makes_the_vendor_retry_with_503() -> None:
+    with fleet(total=1, replicas=2, timeout=2.0) as (first, second):
+        second.server.stop()
+        answer = push(first, body("APP_E"))
+        assert answer.status_code == 503
+        assert len(first.counted) == 1  # Counted here already: the retry is a duplicate.
+        assert first.router.results()[FAILURE] == 1
+
+
+def test_a_forwarded_push_is_never_forwarded_again() -> None:
+    with fleet(total=1, replicas=2) as (first, second):
+        assert push(first, body("APP_E"), forwarded=True).status_code == 200
+        assert len(first.counted) == 1
+        assert second.counted == []
+        assert first.router.results()[SUCCESS] == 0
+
+
+def test_a_forwarded_push_for_another_shards_account_is_misdirected() -> None:
+    with fleet(total=2, replicas=1) as nodes:
+        stranger = nodes[1 - owner_ordinal("APP_E", 2)]
+        assert push(stranger, body("APP_E"), forwarded=True).status_code == 421
+        assert stranger.counted == []
+
+
+def test_without_peers_a_push_for_another_shards_account_is_dropped_and_counted() -> None:
+    node = Node(1 - owner_ordinal("APP_E", 2), 2)
+    try:
+        assert push(node, body("APP_E")).text == "success"
+        assert node.counted == []
+        assert node.router.results()[DROPPED] == 1
+    finally:
+        node.stop()
+
+
+def test_a_push_for_an_app_in_no_account_goes_to_the_ledger_unforwarded() -> None:
+    with fleet(total=2, replicas=2) as nodes:
+        push(nodes[0], body("NOT_CONFIGURED"))
+        assert [len(node.counted) for node in nodes] == [1, 0, 0, 0]
+        assert nodes[0].router.results()[SUCCESS] == 0
+
+
+def test_an_unreadable_push_goes_to_the_ledger_and_is_answered_400() -> None:
+    with fleet(total=2, replicas=2) as nodes:
+        assert push(nodes[0], b"not json").status_code == 400
+        assert nodes[0].counted == [b"not json"]
+
+
+def test_a_peer_that_never_answers_costs_a_bounded_wait() -> None:
+    with socket.socket() as silent:  # Accepts connections (the backlog) and never answers.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        host, port = silent.getsockname()
+        node = Node(0, 1, timeout=0.5)
+        try:
+            node.router.reconfigure(
+                Routes(APPS, Shard(0, 1), (node.url, f"http://{host}:{port}"), TOKEN)
+            )
+            assert push(node, body("APP_E")).status_code == 503
+        finally:
+            node.stop()
+
+
+@pytest.mark.parametrize(
+    ("peers", "shard", "problem"),
+    [
+        (("http://a", "http://b"), Shard(2, 2), "--shard 2 has no entry"),
+        (("http://a",), Shard(0, 2), "fewer than --total-shards 2"),
+    ],
+)
+def test_peers_that_cannot_serve_the_shards_are_refused(
+    peers: tuple[str, ...], shard: Shard, problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        check_peers(peers, shard)
