@@ -21,7 +21,7 @@ from exporter.api.paging import Stopped
 from exporter.calls.storage import StateStore, check_directory
 from exporter.config.load import load_config
 from exporter.config.model import Config, ConfigError, mask, secret_readable_by_others
-from exporter.config.shard import UNSHARDED, Shard, parse_shard, select
+from exporter.config.shard import UNSHARDED, Shard, check_peers, parse_shard, select
 from exporter.daemon import Daemon
 from exporter.process import logs
 from exporter.process.listen import parse_listen_address
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             simulator, config = start_demo()
         else:
-            config = load_config(args.config_file)
+            config = _load(args.config_file, shard)
             if secret_readable_by_others(args.config_file, config):
                 log.warning(
                     "The config file holds an API secret and other users can read it: "
@@ -188,7 +188,16 @@ def describe(config: Config) -> str:
             f"  push listener on {config.push.listen_address}: "
             f"POST /push/call-record/{mask(config.push.token)}, costs in {config.push.currency}"
         )
+    if config.push.peers:
+        lines.append(f"  pushes forwarded to their owners among {len(config.push.peers)} peers")
     return "\n".join(lines) + "\n"
+
+
+def _load(path: str, shard: Shard) -> Config:
+    """The config file, checked against the shard flags too."""
+    config = load_config(path)
+    check_peers(config.push.peers, shard)
+    return config
 
 
 def describe_shard(config: Config, shard: Shard) -> str:
@@ -270,7 +279,7 @@ def _serve(
     storage: StateStore | None = None,
     shard: Shard = UNSHARDED,
 ) -> int:
-    reloadable = None if args.demo else (lambda: load_config(args.config_file))
+    reloadable = None if args.demo else (lambda: _load(args.config_file, shard))
     daemon = Daemon(config, load_config=reloadable, storage=storage, shard=shard)
     received = _signals()
     try:

@@ -223,11 +223,18 @@ class Daemon:
 
     def _routes(self, config: Config) -> Routes:
         """Where pushes go, from the whole config (before the shard's own are selected)."""
-        return Routes(app_accounts(config), self.shard, (), config.push.token)
+        return Routes(app_accounts(config), self.shard, config.push.peers, config.push.token)
 
     def _new_renderer(self, config: Config) -> Renderer:
         storage = None if self._storage is None else self._storage.stats
-        return Renderer(config.metrics, self.calls.snapshot, storage)
+        forwarding = config.push.enabled and (bool(config.push.peers) or self.shard.sharded)
+        return Renderer(
+            config.metrics,
+            self.calls.snapshot,
+            storage,
+            shard=self.shard,
+            forwards=self.router.results if forwarding else None,
+        )
 
     def _save(self, *app_ids: str) -> None:
         """Write the apps' call state (after a poll, and at shutdown); never raises."""

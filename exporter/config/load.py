@@ -13,6 +13,7 @@ import re
 import zoneinfo
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from exporter.config.fields import (
     ENV_REFERENCE,
@@ -41,6 +42,7 @@ _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
 # The push token is a path segment of the URL entered in the console: URL-safe, unguessable.
 _TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
+MAX_PEERS = 1000
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
@@ -146,7 +148,7 @@ def _calls(data: Any) -> CallsConfig:
 
 
 def _push(data: Any, environ: Mapping[str, str]) -> PushConfig:
-    section = mapping(data, "push", {"listen_address", "token", "token_file", "currency"})
+    section = mapping(data, "push", {"listen_address", "token", "token_file", "currency", "peers"})
     address = get(section, "push", "listen_address", str, "")
     currency = get(section, "push", "currency", str, "USD")
     if not _CURRENCY.fullmatch(currency):
@@ -154,8 +156,10 @@ def _push(data: Any, environ: Mapping[str, str]) -> PushConfig:
             "push.currency", f"must be a three-letter code such as USD, got {currency!r}"
         )
     if not address:
-        if "token" in section or "token_file" in section:
-            raise ConfigError("push.listen_address", "missing: a push token needs a listener")
+        if "token" in section or "token_file" in section or "peers" in section:
+            raise ConfigError(
+                "push.listen_address", "missing: a push token or peers need a listener"
+            )
         return PushConfig(currency=currency.upper())
     try:
         parse_listen_address(address)
@@ -167,7 +171,39 @@ def _push(data: Any, environ: Mapping[str, str]) -> PushConfig:
             "push.token",
             "must be 16 to 256 characters of A-Z, a-z, 0-9 and ._~- (it goes in the URL)",
         )
-    return PushConfig(listen_address=address, token=token, currency=currency.upper())
+    return PushConfig(
+        listen_address=address,
+        token=token,
+        currency=currency.upper(),
+        peers=_peers(section.get("peers"), environ),
+    )
+
+
+def _peers(data: Any, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """`push.peers`: distinct http(s) base URLs, without credentials, query or fragment."""
+    if data is None:
+        return ()
+    if not isinstance(data, list) or len(data) > MAX_PEERS:
+        raise ConfigError("push.peers", f"must be a list of at most {MAX_PEERS} base URLs")
+    peers: list[str] = []
+    for i, item in enumerate(data):
+        where = f"push.peers[{i}]"
+        if not isinstance(item, str):
+            raise ConfigError(where, f"must be a string, got {item!r}")
+        url = expand(item, where, environ).strip().rstrip("/")
+        parts = urlsplit(url)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            raise ConfigError(where, f"must be an http(s) base URL, got {url!r}")
+        if parts.username is not None or parts.query or parts.fragment:
+            raise ConfigError(where, "must have no user, query or fragment (the token is added)")
+        if url in peers:
+            raise ConfigError(where, f"{url!r} is also push.peers[{peers.index(url)}]")
+        peers.append(url)
+    return tuple(peers)
 
 
 def _accounts(data: Any, environ: Mapping[str, str]) -> tuple[Account, ...]:

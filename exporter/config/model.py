@@ -97,6 +97,9 @@ class PushConfig:
     listen_address: str = ""
     token: str = field(default="", repr=False)
     currency: str = "USD"
+    # Every process's push listener (base URLs, in ordinal order) to forward pushes to, with
+    # shards or replicas (exporter.web.forward); empty: no forwarding.
+    peers: tuple[str, ...] = ()
 
     @property
     def enabled(self) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exporter.config.model import Config, ConfigError
@@ -107,3 +108,20 @@ def select(config: Config, shard: Shard) -> Config:
 def app_accounts(config: Config) -> dict[str, str]:
     """app_id -> the `label` of the account it belongs to, over the whole config."""
     return {app_id: account.label for account in config.accounts for app_id in account.app_ids}
+
+
+def check_peers(peers: Sequence[str], shard: Shard) -> None:
+    """`push.peers` that can serve these flags, or a `ConfigError` on `push.peers`: every
+    shard needs a peer, and this process (`--shard N`) is entry N."""
+    if not peers:
+        return
+    if shard.ordinal >= len(peers):
+        raise ConfigError(
+            "push.peers",
+            f"lists {len(peers)} processes, none for --shard {shard.ordinal}: list every "
+            "process, in ordinal order",
+        )
+    if len(peers) < shard.total:
+        raise ConfigError(
+            "push.peers", f"lists {len(peers)} processes, fewer than --total-shards {shard.total}"
+        )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import platform
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -25,6 +25,7 @@ from exporter.balance.read import BalanceSnapshot
 from exporter.calls.counts import CallsSnapshot
 from exporter.calls.storage import StorageStats
 from exporter.config.model import MetricsConfig
+from exporter.config.shard import UNSHARDED, Shard
 from exporter.exposition.balance import render_balance
 from exporter.exposition.calls import CallMetrics, render_storage
 from exporter.exposition.families import (
@@ -43,6 +44,7 @@ from exporter.exposition.families import (
     value_text,
 )
 from exporter.exposition.requests import render_requests
+from exporter.exposition.sharding import render_forwards, shard_sections
 from exporter.exposition.tasks import render_app
 from exporter.snapshot import (
     AppSnapshot,
@@ -84,8 +86,8 @@ def render_build_info() -> Lines:
 
 class LiveMetrics:
     """What is collected at every scrape: the call families (when a ledger is given), the state
-    writes (with `--storage.path`) and the process's own metrics: CPU, memory, file
-    descriptors, GC.
+    writes (with `--storage.path`), the pushes forwarded (with shards or `push.peers`) and the
+    process's own metrics: CPU, memory, file descriptors, GC.
 
     client_python's collectors render the latter, on a registry of their own (no global one).
     """
@@ -94,9 +96,11 @@ class LiveMetrics:
         self,
         calls: CallMetrics | None = None,
         storage: Callable[[], StorageStats] | None = None,
+        forwards: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self._calls = calls
         self._storage = storage
+        self._forwards = forwards
         self._registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._registry)
         PlatformCollector(registry=self._registry)
@@ -106,6 +110,8 @@ class LiveMetrics:
         calls = self._calls.render(openmetrics) if self._calls is not None else b""
         if self._storage is not None:
             calls += render_storage(self._storage(), openmetrics)
+        if self._forwards is not None:
+            calls += render_forwards(self._forwards(), openmetrics)
         if openmetrics:  # Without its `# EOF`: the exposition puts that at the very end.
             text: bytes = generate_openmetrics(self._registry)
             return calls + text.removesuffix(OPENMETRICS_EOF)
@@ -186,13 +192,18 @@ class Renderer:
         settings: MetricsConfig,
         calls: Callable[[], CallsSnapshot] | None = None,
         storage: Callable[[], StorageStats] | None = None,
+        *,
+        shard: Shard = UNSHARDED,
+        forwards: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self._settings = settings
         self._lock = threading.Lock()
         self._apps: dict[str, tuple[AppSnapshot, Fragments]] = {}
         self._requests: dict[str, tuple[RequestStats, Fragments]] = {}
         self._build_info = render_build_info()
-        self._live = LiveMetrics(CallMetrics(calls) if calls is not None else None, storage)
+        self._shard = shard_sections(shard)
+        calls_metrics = CallMetrics(calls) if calls is not None else None
+        self._live = LiveMetrics(calls_metrics, storage, forwards)
 
     def render(
         self, snapshot: Snapshot, reload: ReloadStatus, balance: BalanceSnapshot | None = None
@@ -216,6 +227,7 @@ class Renderer:
             (BUILD_INFO, self._build_info),
             (RELOAD_SUCCESSFUL, reload_successful),
             (RELOAD_TIMESTAMP, reload_timestamp),
+            *self._shard,
         ]
         sections += by_family(APP_FAMILIES, app_pieces)
         sections += by_family(REQUEST_FAMILIES, request_pieces)

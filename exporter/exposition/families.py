@@ -177,6 +177,18 @@ BALANCE_FAMILIES = (BALANCE_UP, BALANCE, APP_INFO)
 PUSH_REQUESTS = Family(
     "aivoice_push_requests", "counter", "Requests to the push listener by the HTTP status answered"
 )
+PUSH_FORWARDS = Family(
+    "aivoice_push_forwards",
+    "counter",
+    "Pushes handed on to the processes that own them, by result (success, failure), and "
+    "pushes for another shard dropped for want of push.peers (dropped)",
+)
+SHARD = Family(
+    "aivoice_exporter_shard", "gauge", "The shard this process serves: --shard mod --total-shards"
+)
+TOTAL_SHARDS = Family(
+    "aivoice_exporter_total_shards", "gauge", "How many shards the accounts are spread over"
+)
 STORAGE_WRITES = Family(
     "aivoice_storage_writes",
     "counter",

@@ -211,18 +211,3 @@ def _account(body: bytes, routes: Routes) -> str | None:
     except RecordError:
         return None
     return routes.apps.get(record.app_id)
-
-
-def check_peers(peers: Sequence[str], shard: Shard) -> None:
-    """Peers and shard flags that can work together, or a ValueError naming what is wrong."""
-    if not peers:
-        return
-    if shard.ordinal >= len(peers):
-        raise ValueError(
-            f"--shard {shard.ordinal} has no entry in push.peers ({len(peers)} listed): "
-            "list every process, in ordinal order"
-        )
-    if len(peers) < shard.total:
-        raise ValueError(
-            f"push.peers lists {len(peers)} processes, fewer than --total-shards {shard.total}"
-        )

@@ -461,6 +461,40 @@ def test_the_push_currency_is_a_three_letter_code() -> None:
     assert error_for({"accounts": [ACCOUNT], "push": push}).startswith("push.currency:")
 
 
+def test_push_peers_are_base_urls_in_the_order_given() -> None:
+    peers = ["http://p-1:10189/", "https://p-0.example:10189", "http://${PEER}:10189"]
+    push = {"listen_address": ":10189", "token": TOKEN, "peers": peers}
+    config = parse_config({"accounts": [ACCOUNT], "push": push}, {"PEER": "p-2"})
+    assert config.push.peers == (
+        "http://p-1:10189",
+        "https://p-0.example:10189",
+        "http://p-2:10189",
+    )
+
+
+@pytest.mark.parametrize(
+    ("peers", "error"),
+    [
+        ("http://a", "push.peers: must be a list"),
+        ([1], "push.peers[0]: must be a string"),
+        (["a:10189"], "push.peers[0]: must be an http(s) base URL"),
+        (["ftp://a"], "push.peers[0]: must be an http(s) base URL"),
+        (["http://a:99999"], "push.peers[0]: must be an http(s) base URL"),
+        (["http://user:pw@a"], "push.peers[0]: must have no user"),
+        (["http://a?x=1"], "push.peers[0]: must have no user, query"),
+        (["http://a", "http://a/"], "push.peers[1]: 'http://a' is also push.peers[0]"),
+    ],
+)
+def test_bad_push_peers_name_the_entry(peers: Any, error: str) -> None:
+    push = {"listen_address": ":10189", "token": TOKEN, "peers": peers}
+    assert error_for({"accounts": [ACCOUNT], "push": push}).startswith(error)
+
+
+def test_push_peers_without_a_listener_are_refused() -> None:
+    document = {"accounts": [ACCOUNT], "push": {"peers": ["http://a"]}}
+    assert error_for(document).startswith("push.listen_address: missing")
+
+
 def test_the_push_token_stays_out_of_the_repr() -> None:
     push = {"listen_address": ":10189", "token": TOKEN, "currency": "eur"}
     config = parse_config({"accounts": [ACCOUNT], "push": push}, {})

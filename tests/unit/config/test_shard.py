@@ -13,6 +13,7 @@ from exporter.config.shard import (
     Shard,
     account_key,
     app_accounts,
+    check_peers,
     jump_hash,
     parse_shard,
     select,
@@ -131,3 +132,23 @@ def test_bad_flags_raise_a_config_error_naming_the_flag(shard: str, total: str, 
 def test_good_flags_parse() -> None:
     assert parse_shard("5", "3") == Shard(ordinal=5, total=3)
     assert parse_shard("0", "1") == Shard()
+
+
+@pytest.mark.parametrize(
+    ("peers", "shard", "problem"),
+    [
+        (("http://a", "http://b"), Shard(2, 2), "none for --shard 2"),
+        (("http://a",), Shard(0, 2), "fewer than --total-shards 2"),
+    ],
+)
+def test_peers_that_cannot_serve_the_flags_are_a_config_error(
+    peers: tuple[str, ...], shard: Shard, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem) as raised:
+        check_peers(peers, shard)
+    assert raised.value.field == "push.peers"
+
+
+def test_no_peers_or_enough_peers_pass() -> None:
+    check_peers((), Shard(5, 3))
+    check_peers(tuple(f"http://p{i}" for i in range(6)), Shard(5, 3))

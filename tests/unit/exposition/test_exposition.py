@@ -40,6 +40,7 @@ from exporter.api.wire import Page, parse_page
 from exporter.calls.counts import TALK_BUCKETS, AppCalls, CallsSnapshot
 from exporter.codes import TASK_LIST_CODES, TRANSPORT_CODES, PollError
 from exporter.config.model import MetricsConfig
+from exporter.config.shard import Shard
 from exporter.exposition import calls as call_exposition
 from exporter.exposition import exposition as exposition_module
 from exporter.exposition import families as declared_families
@@ -313,7 +314,8 @@ def test_poll_reads_are_counted_by_result(openmetrics: bool) -> None:
 def test_help_says_values_are_cached() -> None:
     text = rendered(snapshot(app("A", (task("1"),)))).text.decode()
     helps = [line for line in text.splitlines() if line.startswith("# HELP aivoice_")]
-    per_poll = [h for h in helps if "build_info" not in h and "config_last_reload" not in h]
+    own = ("build_info", "config_last_reload", "exporter_shard", "exporter_total_shards")
+    per_poll = [h for h in helps if not any(name in h for name in own)]
     assert per_poll
     assert all("cached from the latest poll" in line for line in per_poll)
 
@@ -419,7 +421,20 @@ def reference(snap: Snapshot, settings: MetricsConfig, reload: ReloadStatus) -> 
                 duration.add_metric([a, endpoint], buckets, counts.duration_sum)
         for result, count in sorted(stats.reads.items()):
             reads.add_metric([a, result], count)
-    return [build, successful, reloaded, *per_app.values(), requests, errors, duration, reads]
+    shard = GaugeMetricFamily(m.SHARD.name, m.SHARD.help, value=0)
+    total = GaugeMetricFamily(m.TOTAL_SHARDS.name, m.TOTAL_SHARDS.help, value=1)
+    return [
+        build,
+        successful,
+        reloaded,
+        shard,
+        total,
+        *per_app.values(),
+        requests,
+        errors,
+        duration,
+        reads,
+    ]
 
 
 class Source:
@@ -863,3 +878,33 @@ def test_no_balance_families_without_balance() -> None:
 def test_balance_helps_say_values_are_cached() -> None:
     for family in BALANCE_FAMILIES:
         assert family.help.endswith(CACHED)
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_the_shard_gauges_say_which_shard_of_how_many(openmetrics: bool) -> None:
+    exposition = Renderer(MetricsConfig(), shard=Shard(ordinal=4, total=3)).render(
+        snapshot(app("A", ())), RELOAD
+    )
+    got = samples(exposition, openmetrics)
+    assert got[("aivoice_exporter_shard", ())] == 1
+    assert got[("aivoice_exporter_total_shards", ())] == 3
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_forwards_are_rendered_live_by_result(openmetrics: bool) -> None:
+    results = {"success": 5, "failure": 0, "dropped": 0}
+    renderer = Renderer(MetricsConfig(), forwards=lambda: results)
+    exposition = renderer.render(snapshot(app("A", ())), RELOAD)
+    results["success"] = 6  # A push after the poll: the scrape sees it.
+    got = samples(exposition, openmetrics)
+    forwards = {
+        dict(labels)["result"]: value
+        for (name, labels), value in got.items()
+        if name == "aivoice_push_forwards_total"
+    }
+    assert forwards == {"success": 6, "failure": 0, "dropped": 0}
+
+
+def test_without_forwarding_no_forwards_family() -> None:
+    text = Renderer(MetricsConfig()).render(snapshot(app("A", ())), RELOAD).text
+    assert b"aivoice_push_forwards" not in text

@@ -9,11 +9,10 @@ import socket
 import threading
 from collections.abc import Iterator
 
-import pytest
 import requests
 
 from exporter.config.shard import Shard, shard_of
-from exporter.web.forward import DROPPED, FAILURE, SUCCESS, PushRouter, Routes, check_peers
+from exporter.web.forward import DROPPED, FAILURE, SUCCESS, PushRouter, Routes
 from exporter.web.push import FORWARDED_HEADER, PushServer
 
 TOKEN = "Qx7-frontHalf.~backHalf_9Zk"
@@ -172,17 +171,3 @@ def test_a_peer_that_never_answers_costs_a_bounded_wait() -> None:
             assert push(node, body("APP_E")).status_code == 503
         finally:
             node.stop()
-
-
-@pytest.mark.parametrize(
-    ("peers", "shard", "problem"),
-    [
-        (("http://a", "http://b"), Shard(2, 2), "--shard 2 has no entry"),
-        (("http://a",), Shard(0, 2), "fewer than --total-shards 2"),
-    ],
-)
-def test_peers_that_cannot_serve_the_shards_are_refused(
-    peers: tuple[str, ...], shard: Shard, problem: str
-) -> None:
-    with pytest.raises(ValueError, match=problem):
-        check_peers(peers, shard)
