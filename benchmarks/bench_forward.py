@@ -131,7 +131,7 @@ def main() -> int:
     finally:
         sim.stop()
     print(f"Forwarding pushes: {len(bodies)} pushes ({pushes} calls), {SENDERS} senders")
-    print(f"{'':44}{'pushes/s':>10}{'ratio':>8}{'CPU/push ms':>14}{'counted':>10}")
+    print(f"{'':44}{'pushes/s':>10}{'ratio':>8}{'CPU/push ms':>18}{'counted':>16}")
     rows = (
         ("1. one exporter alone", alone),
         ("2. replica: counts and forwards to 1 peer", replicas),
@@ -141,7 +141,7 @@ def main() -> int:
     for name, (rate, cpu, counts) in rows:
         shown_cpu = " + ".join(f"{c * 1e3:.3f}" for c in cpu)
         shown_counts = " + ".join(f"{c:.0f}" for c in counts)
-        print(f"{name:44}{rate:10.0f}{rate / alone[0]:8.2f}{shown_cpu:>14}{shown_counts:>10}")
+        print(f"{name:44}{rate:10.0f}{rate / alone[0]:8.2f}{shown_cpu:>18}{shown_counts:>16}")
     expected = ([pushes], [pushes, pushes], [0, pushes])
     for (name, (_, _, counts)), want in zip(rows, expected, strict=True):
         if counts != want:
