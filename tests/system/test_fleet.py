@@ -49,7 +49,7 @@ REPLICA_LABELS = ("instance", "pod")  # What tells replicas apart in Prometheus.
 POLL_SECONDS = 5  # Long enough for every process to poll its apps each round, so all poll alike.
 # Recorded values are compared within this share: the two Prometheus servers scrape, and the
 # exporters poll, at their own moments, so a window holds a sample more or less of the same data.
-RELATIVE_TOLERANCE = 0.2
+RELATIVE_TOLERANCE = 0.25
 # Ages (time() - a timestamp) differ by up to a poll interval and a scrape apart.
 AGE_TOLERANCE_SECONDS = 2 * POLL_SECONDS + 2
 # Records whose values are not the same data seen twice, so only their series are compared:
@@ -58,6 +58,9 @@ AGE_TOLERANCE_SECONDS = 2 * POLL_SECONDS + 2
 #   is counted: what a counter did before its first sample is invisible to increase(), and each
 #   Prometheus takes that sample at its own moment.
 SERIES_ONLY = re.compile(r"request_duration_seconds|^app_id_job_id:aivoice_task_call_results")
+# Records of the deployment itself (how many shards, which are up), not of the accounts' data:
+# one process and a fleet differ there by design.
+DEPLOYMENT = re.compile(r"aivoice_exporter_(total_)?shard")
 
 
 def free_port() -> int:
@@ -181,7 +184,7 @@ class Prometheus:
 
 
 def start_prometheus(work: Path, name: str, targets: list[str]) -> Prometheus:
-    """Prometheus scraping `targets` every second as the job `aivoice`, with rules.yml."""
+    """Prometheus scraping `targets` as the job `aivoice`, with rules.yml."""
     binary = require_tool("prometheus")
     home = work / name
     home.mkdir()
@@ -190,7 +193,9 @@ def start_prometheus(work: Path, name: str, targets: list[str]) -> Prometheus:
     (home / "prometheus.yml").write_text(
         yaml.safe_dump(
             {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                # Every 2 s: eight targets scraped every second on a busy machine leave gaps,
+                # and a rate's extrapolation over a gap is an estimate of its own.
+                "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
                 "rule_files": ["rules.yml"],
                 "scrape_configs": [scrape],
             }
@@ -267,6 +272,12 @@ class Fleet:
             for member in self.members:
                 if not member.down and member.counted_in_all() != only(single, member.apps):
                     problems.append(f"{member.name}: {member.counted_in_all()}")
+            for member in self.everyone:  # Every process has polled its tasks since the step.
+                polled = member.samples("aivoice_poll_last_success_timestamp_seconds")
+                if member.down or len(polled) != len(member.apps):
+                    continue
+                if min(polled.values()) < self.clock.now:
+                    problems.append(f"{member.name}: no poll since the step")
             if problems:
                 problems.append(f"single: {single}")
             return not problems
@@ -504,6 +515,8 @@ def disagreements(servers: dict[str, Prometheus], merge: bool) -> list[str]:
     complete); without, the fleet must have one series, merged by the rules themselves."""
     problems = []
     for record in recorded_rules():
+        if DEPLOYMENT.search(record):
+            continue
         single, fleet = series(servers["single"], record), series(servers["fleet"], record)
         if set(single) != set(fleet):
             problems.append(f"{record}: only on one side: {sorted(set(single) ^ set(fleet))}")
@@ -542,7 +555,7 @@ def rules_agree(fleet: Fleet, merge: bool) -> list[str]:
         return not left
 
     try:
-        wait_until(agreed, timeout=60, what="the rules to agree")
+        wait_until(agreed, timeout=120, interval=1, what="the rules to agree")
     except AssertionError:
         return left
     return []
