@@ -137,6 +137,14 @@ class Member:
                 found[pairs["app_id"]][pairs[label]] = value
         return dict(found)
 
+    def last_poll_started(self) -> float:
+        """When the latest poll of its least recently polled app started (0: one never was)."""
+        ended = self.samples("aivoice_poll_last_success_timestamp_seconds")
+        took = self.samples("aivoice_poll_duration_seconds")
+        if len(ended) != len(self.apps):
+            return 0.0
+        return min(ended[labels] - took.get(labels, 0.0) for labels in ended)
+
     def counted(self) -> dict[str, Any]:
         """What this process counted, per app: results and cost (rounded to the millionths
         the exporter sums them in)."""
@@ -272,12 +280,15 @@ class Fleet:
             for member in self.members:
                 if not member.down and member.counted_in_all() != only(single, member.apps):
                     problems.append(f"{member.name}: {member.counted_in_all()}")
+            tasks = self.single.samples("aivoice_task_calls_completed")
             for member in self.everyone:  # Every process has polled its tasks since the step.
-                polled = member.samples("aivoice_poll_last_success_timestamp_seconds")
-                if member.down or len(polled) != len(member.apps):
+                if member.down:
                     continue
-                if min(polled.values()) < self.clock.now:
-                    problems.append(f"{member.name}: no poll since the step")
+                if member.last_poll_started() <= self.clock.now:
+                    problems.append(f"{member.name}: no poll started since the step")
+                mine = {k: v for k, v in tasks.items() if dict(k)["app_id"] in member.apps}
+                if member.samples("aivoice_task_calls_completed") != mine:
+                    problems.append(f"{member.name}: task progress differs from the single's")
             if problems:
                 problems.append(f"single: {single}")
             return not problems
