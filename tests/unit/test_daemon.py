@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter.api.stats import TASK_LIST
 from exporter.config.load import parse_config
+from exporter.config.shard import Shard
 from exporter.daemon import Daemon
 from exporter.simulator import Faults, Simulator
 from tests.support.configs import API_SECRET, APP_IDS, config_for
@@ -192,3 +193,28 @@ def test_scrape_does_not_wait_for_a_slow_poll(simulator: Simulator, run_daemon) 
     assert response.status_code == 200
     # Far less than the poll's 20 s, with room for a busy machine's scheduling.
     assert response.elapsed.total_seconds() < 5
+
+
+def two_accounts(simulator: Simulator) -> dict[str, Any]:
+    """APP_A and APP_B under accounts that the hash puts on different shards of 2."""
+    accounts = [
+        {"name": name, "api_key": "testKey1", "api_secret": API_SECRET, "app_ids": [app]}
+        for name, app in (("east", A), ("west", B))
+    ]
+    return config_for(simulator, accounts=accounts)
+
+
+def test_a_shard_polls_and_serves_only_its_own_accounts(simulator: Simulator) -> None:
+    config = parse_config(two_accounts(simulator), {})
+    served = []
+    for ordinal in (0, 1):
+        daemon = Daemon(config, shard=Shard(ordinal, 2))
+        try:
+            snapshot = daemon.poll_once()
+            text = daemon.published.exposition.text.decode()
+        finally:
+            daemon.stop()
+        served.append({app.app_id for app in snapshot.apps})
+        assert values(text, "aivoice_exporter_shard") == {(): ordinal}
+        assert values(text, "aivoice_exporter_total_shards") == {(): 2}
+    assert sorted(served, key=sorted) == [{A}, {B}]
