@@ -223,6 +223,23 @@ def test_bad_shard_flags_exit_2_with_one_line_naming_the_flag(
     assert result.stderr.strip().splitlines() == [f"aivoice-exporter: config error: {line}"]
 
 
+def test_peers_without_an_entry_for_this_shard_exit_2_naming_push_peers(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    push = {
+        "listen_address": "127.0.0.1:0",
+        "token": "check-push-token-0123456789",
+        "peers": ["http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"],
+    }
+    config = write_config(tmp_path / "c.yaml", config_for(simulator, push=push))
+    result = run_check("--config.file", str(config), "--shard", "3", "--total-shards", "3")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "aivoice-exporter: config error: push.peers: lists 3 processes, none for --shard 3: "
+        "list every process, in ordinal order"
+    ]
+
+
 def test_config_error_exits_2_with_one_line(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("accounts:\n  - api_key: k\n    app_ids: [A]\n")
