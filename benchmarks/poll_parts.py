@@ -29,12 +29,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from exporter.config import ApiConfig, MetricsConfig
-from exporter.metrics import ReloadStatus, Renderer
-from exporter.reads import task_read
+from exporter.api.reads import task_read
+from exporter.api.transport import Transport
+from exporter.api.wire import page_request, parse_page, sign_headers
+from exporter.config.model import ApiConfig, MetricsConfig
+from exporter.exposition.exposition import ReloadStatus, Renderer
 from exporter.snapshot import AppSnapshot, Snapshot
-from exporter.transport import Transport
-from exporter.wire import page_request, parse_page, sign_headers
 
 KEY, SECRET, APP = "benchKey", "bench-secret", "BENCH_APP"
 PAGE_SIZE = 100
