@@ -7,14 +7,12 @@ process of its own (so its CPU is not counted here):
 - requests: every page's request and answer through the exporter's transport (signing
   included), per request;
 - decoding: `json.loads` of every page's body;
-- checking: the rest of reading a page into `Task`s (every field checked and cleaned, or the
-  previous round's `Task` kept for a record that has not changed);
+- checking: the rest of reading a page into `Task`s (every field checked and cleaned);
 - snapshot: one read's tasks, each once, and the app's `AppSnapshot`;
 - rendering: the app's lines, and the gzipped OpenMetrics body a first scrape gets.
 
 What the daemon adds (its threads, the rate limiter, the recorder) is the difference between
-bench.py's figure and the sum here. Process CPU (`time.process_time`), median of the rounds
-after a first one (which, like the exporter's first poll, has no tasks known yet).
+bench.py's figure and the sum here. Process CPU (`time.process_time`), median of the rounds.
 
     python benchmarks/poll_parts.py [--tasks 50000] [--rounds 5]
 """
@@ -33,7 +31,7 @@ from typing import Any
 
 from exporter.api.reads import task_read
 from exporter.api.transport import Transport
-from exporter.api.wire import KnownTasks, page_request, parse_page, sign_headers
+from exporter.api.wire import page_request, parse_page, sign_headers
 from exporter.config.model import ApiConfig, MetricsConfig
 from exporter.exposition.exposition import ReloadStatus, Renderer
 from exporter.snapshot import AppSnapshot, Snapshot
@@ -70,9 +68,7 @@ def timed(step: Callable[[], Any]) -> tuple[float, Any]:
     return time.process_time() - started, result
 
 
-def one_round(
-    transport: Transport, base_url: str, api: ApiConfig, known: KnownTasks
-) -> dict[str, float]:
+def one_round(transport: Transport, base_url: str, api: ApiConfig) -> dict[str, float]:
     zone = api.create_time_zone
 
     def fetch(current: int) -> bytes:
@@ -85,8 +81,7 @@ def one_round(
     rest_cpu, rest = timed(lambda: [fetch(n) for n in range(2, pages_count + 1)])
     bodies = [first, *rest]
     decode_cpu, _ = timed(lambda: [json.loads(body) for body in bodies])
-    known.new_read()
-    parse_cpu, pages = timed(lambda: [parse_page(body, zone, known) for body in bodies])
+    parse_cpu, pages = timed(lambda: [parse_page(body, zone) for body in bodies])
 
     def snapshot() -> Snapshot:
         read = task_read(pages)
@@ -122,8 +117,7 @@ def main() -> int:
             max_response_bytes=api.max_response_bytes,
             pool_size=1,
         )
-        known = KnownTasks()  # As the poller keeps it: the first round reads every record.
-        rounds = [one_round(transport, base_url, api, known) for _ in range(args.rounds + 1)][1:]
+        rounds = [one_round(transport, base_url, api) for _ in range(args.rounds)]
         transport.close()
     first = rounds[0]
     print(f"{first['tasks']:,} tasks in {first['pages']} pages; median of {args.rounds} rounds:")

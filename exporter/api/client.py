@@ -39,7 +39,7 @@ from exporter.api.stats import (
     RequestRecorder,
 )
 from exporter.api.transport import Transport
-from exporter.api.wire import KnownTasks, Page, page_request, parse_page, sign_headers
+from exporter.api.wire import Page, page_request, parse_page, sign_headers
 from exporter.codes import INVALID_RESPONSE, POLL_TIMEOUT, PollError
 from exporter.config.model import Account, ApiConfig
 from exporter.process.workers import WorkerPool
@@ -107,22 +107,14 @@ class ApiClient:
     def __repr__(self) -> str:
         return f"ApiClient({self._account!r}, url={self._url!r})"
 
-    def read_tasks(
-        self, app_id: str, deadline: float = float("inf"), known: KnownTasks | None = None
-    ) -> TaskRead:
+    def read_tasks(self, app_id: str, deadline: float = float("inf")) -> TaskRead:
         """Every task of the app, each once; re-read while the pages disagree (bounded).
 
         `deadline` is a `time.monotonic()` moment: past it the read fails with `poll_timeout`.
-        `known` is the app's tasks as the caller's previous read found them (it keeps them
-        between polls; this client keeps nothing): unchanged records are not read again.
         """
-        fetch = self.fetch_page
-        if known is not None:
-            known.new_read()
-            fetch = partial(self.fetch_page, known=known)
         best: TaskRead | None = None
         for attempt in range(1, MAX_READS + 1):
-            read = task_read(read_pages(self._pool, app_id, fetch, deadline))
+            read = task_read(read_pages(self._pool, app_id, self.fetch_page, deadline))
             if read.consistent:
                 self._recorder.count_read(app_id, CONSISTENT)
                 return read
@@ -151,19 +143,13 @@ class ApiClient:
         )
         return call_read(read_pages(self._pool, app_id, partial(self._fetch, endpoint), deadline))
 
-    def fetch_page(
-        self,
-        app_id: str,
-        current: int,
-        deadline: float = float("inf"),
-        known: KnownTasks | None = None,
-    ) -> Page:
+    def fetch_page(self, app_id: str, current: int, deadline: float = float("inf")) -> Page:
         """One taskList page, retried with backoff while the failure is transient."""
         endpoint = Endpoint(
             TASK_LIST,
             self._url,
             lambda n: page_request(app_id, n, self._api.page_size, self._account.task_name),
-            partial(parse_page, zone=self._api.create_time_zone, known=known),
+            partial(parse_page, zone=self._api.create_time_zone),
         )
         return self._fetch(endpoint, app_id, current, deadline)
 

@@ -54,15 +54,10 @@ def page_request(app_id: str, current: int, size: int, task_name: str = "") -> b
     return json.dumps({"current": current, "size": size, "params": params}).encode("utf-8")
 
 
-def parse_page(body: bytes, zone: dt.tzinfo, known: KnownTasks | None = None) -> Page:
-    """Read one taskList answer; raises `PollError` and nothing else.
-
-    With `known` (the app's tasks as its previous read found them), a record that has not
-    changed since keeps its `Task` instead of being read again.
-    """
+def parse_page(body: bytes, zone: dt.tzinfo) -> Page:
+    """Read one taskList answer; raises `PollError` and nothing else."""
     data = read_envelope(body)
-    read = _task if known is None else known.task
-    tasks = tuple(read(record, zone) for record in page_records(data))
+    tasks = tuple(_task(record, zone) for record in page_records(data))
     pages, total = page_figures(data, len(tasks))
     return Page(tasks=tasks, pages=pages, total=total)
 
@@ -126,76 +121,6 @@ def page_figures(data: dict[str, Any], records: int) -> tuple[int, int]:
     if pages is None:
         pages = -(-total // size) if size else 1
     return max(_count(pages, "pages"), 1), total
-
-
-# A record's shape: its keys in order and the types of its values.
-_Shape = tuple[tuple[str, ...], tuple[type, ...]]
-_Key = tuple[object, tuple[Any, ...]]  # (the shape's token, the values)
-_KEPT_TYPES = frozenset({str, int, bool, type(None)})
-MAX_SHAPES = 16  # Distinct record shapes an app's reads are kept for; a real API sends one.
-
-
-class KnownTasks:
-    """One app's tasks as its latest read found them, keyed by their raw record: a record that
-    is the same as then keeps its `Task` (the very object) instead of being read again.
-
-    The same means the same keys in the same order, values of the same types and equal. Only
-    records of strings (each at most MAX_LABEL_CHARS long), integers, booleans and nulls are
-    kept: a float's equality hides what it reads as (0.0 == -0.0), and the types in the key
-    keep 1 and True apart. A read keeps what it saw and lets go of the rest, so the memory is
-    one read's records, each held at most as long as a label. Pages of one read may be read
-    side by side: each step is one dict operation or one attribute swap.
-    """
-
-    def __init__(self) -> None:
-        # Each entry is (key, task): a hit moves the previous read's entry, key and all, so
-        # the record that matched it is let go of with its page.
-        self._previous: dict[_Key, tuple[_Key, Task]] = {}
-        self._current: dict[_Key, tuple[_Key, Task]] = {}
-        # A token per shape (hashed by identity: a key hashes its values, not its shape), and
-        # the latest shape seen, which nearly every record has.
-        self._tokens: dict[_Shape, object | None] = {}
-        self._latest: tuple[_Shape, object | None] = (((), ()), None)
-
-    def new_read(self) -> None:
-        """A read of the app begins: what the latest read saw is what it may reuse."""
-        if self._current:
-            self._previous, self._current = self._current, {}
-
-    def task(self, record: Any, zone: dt.tzinfo) -> Task:
-        """The record's `Task`: the known one if the record is the same, else read anew."""
-        if type(record) is not dict:
-            return _task(record, zone)
-        values = tuple(record.values())
-        token = self._token((tuple(record), tuple(map(type, values))))
-        if token is None:
-            return _task(record, zone)
-        key = (token, values)
-        entry = self._current.get(key)
-        if entry is None:
-            entry = self._previous.pop(key, None)
-            if entry is None:
-                task = _task(record, zone)
-                if any(len(value) > MAX_LABEL_CHARS for value in values if type(value) is str):
-                    return task
-                entry = (key, task)
-            self._current[entry[0]] = entry
-        return entry[1]
-
-    def _token(self, shape: _Shape) -> object | None:
-        """The shape's token if its records are kept, else None."""
-        latest, token = self._latest
-        if shape == latest:
-            return token
-        if shape in self._tokens:
-            token = self._tokens[shape]
-        elif len(self._tokens) < MAX_SHAPES:
-            token = object() if _KEPT_TYPES.issuperset(shape[1]) else None
-            self._tokens[shape] = token
-        else:
-            return None
-        self._latest = (shape, token)
-        return token
 
 
 def _task(record: Any, zone: dt.tzinfo) -> Task:

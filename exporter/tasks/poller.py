@@ -31,7 +31,6 @@ from exporter.api.paging import Stopped
 from exporter.api.reads import TaskRead
 from exporter.api.stats import RECORD_QUERY, TASK_LIST, RequestRecorder
 from exporter.api.transport import Transport
-from exporter.api.wire import KnownTasks
 from exporter.calls.ledger import CallLedger
 from exporter.codes import INVALID_RESPONSE, PollError, explain
 from exporter.config.model import Config
@@ -55,8 +54,7 @@ class _AppState:
 
 
 class _Wiring:
-    """What one config builds: a transport, the two pools, a client per app, and what each
-    app's latest read found."""
+    """What one config builds: a transport, the two pools and a client per app."""
 
     def __init__(
         self,
@@ -88,11 +86,6 @@ class _Wiring:
             )
             clients.update(dict.fromkeys(account.app_ids, client))
         self.clients: Mapping[str, ApiClient] = MappingProxyType(clients)
-        # Each app's tasks as its latest read found them, so that the next read does not read
-        # unchanged records again. Per config: a new `api.create_time_zone` reads them anew.
-        self.known: Mapping[str, KnownTasks] = MappingProxyType(
-            {app: KnownTasks() for app in clients}
-        )
         # Polls under way on this wiring, and whether a reload replaced it: a replaced wiring
         # is closed by its last poll, so a reload never cuts a poll short.
         self.running = 0
@@ -260,7 +253,7 @@ class Poller:
         with self._lock:
             previous = self._states.get(app_id, _AppState())
         try:
-            read = wiring.clients[app_id].read_tasks(app_id, deadline, wiring.known[app_id])
+            read = wiring.clients[app_id].read_tasks(app_id, deadline)
         except PollError as err:
             state = self._failed(app_id, previous, err, poll.stale_after_seconds)
             up = False

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
@@ -17,7 +15,6 @@ from exporter.api.wire import (
     MAX_DETAIL_CHARS,
     MAX_LABEL_CHARS,
     MAX_RECORDS_PER_PAGE,
-    KnownTasks,
     Page,
     parse_create_time,
     parse_page,
@@ -25,7 +22,7 @@ from exporter.api.wire import (
 )
 from exporter.codes import EXPLANATIONS, INVALID_RESPONSE, PollError
 from tests.support.records import record
-from tests.support.strategies import JSON_VALUES, NEAR_VALID_PAGES, mutated, page_bodies
+from tests.support.strategies import page_bodies
 
 UTC8 = dt.timezone(dt.timedelta(hours=8))
 
@@ -187,85 +184,3 @@ def test_create_time_reads_as_an_aware_datetime_would(
     zone = dt.timezone(offset)
     text = moment.isoformat(sep=" ")
     assert parse_create_time(text, zone) == moment.replace(tzinfo=zone).timestamp()
-
-
-def read_twice(first: bytes, second: bytes) -> tuple[KnownTasks, Page]:
-    """`second` read after `first`, through one KnownTasks, as two polls of an app read."""
-    known = KnownTasks()
-    known.new_read()
-    with contextlib.suppress(PollError):
-        parse_page(first, UTC8, known)
-    known.new_read()
-    return known, parse_page(second, UTC8, known)
-
-
-def test_an_unchanged_record_keeps_its_task() -> None:
-    body = page_of(record(1), record(2))
-    known = KnownTasks()
-    known.new_read()
-    before = parse_page(body, UTC8, known).tasks
-    known.new_read()
-    after = parse_page(body, UTC8, known).tasks
-    assert all(new is old for new, old in zip(after, before, strict=True))
-
-
-def test_a_changed_record_is_read_again() -> None:
-    _, page = read_twice(page_of(record(1, taskTotal=5)), page_of(record(1, taskTotal=6)))
-    assert page.tasks[0].calls == 6
-
-
-def outcome(read: Callable[[], Page]) -> Page | str:
-    """What a read gives: its page, or its error's code."""
-    try:
-        return read()
-    except PollError as err:
-        return err.code
-
-
-@pytest.mark.parametrize(
-    ("field", "first", "second"),
-    [
-        ("jobId", 1, True),
-        ("jobId", 1, 1.0),
-        ("hangupSms", 1, True),
-        ("hangupSms", 1.0, 1),
-        ("robotCount", 0, False),
-    ],
-)
-def test_an_equal_value_of_another_type_reads_as_itself(
-    field: str, first: object, second: object
-) -> None:
-    before, after = page_of(record(1, **{field: first})), page_of(record(1, **{field: second}))
-    assert outcome(lambda: read_twice(before, after)[1]) == outcome(lambda: parse_page(after, UTC8))
-
-
-def test_a_bool_count_after_an_equal_int_is_still_refused() -> None:
-    with pytest.raises(PollError) as caught:
-        read_twice(page_of(record(1, taskTotal=1)), page_of(record(1, taskTotal=True)))
-    assert caught.value.code == INVALID_RESPONSE
-
-
-def test_records_with_floats_are_not_kept() -> None:
-    _, page = read_twice(page_of(record(1, name=0.0)), page_of(record(1, name=-0.0)))
-    assert page.tasks[0].name == "-0.0"
-
-
-def test_records_with_strings_longer_than_a_label_are_not_kept() -> None:
-    body = page_of(record(1, name="x" * (MAX_LABEL_CHARS + 1)))
-    known = KnownTasks()
-    known.new_read()
-    (before,) = parse_page(body, UTC8, known).tasks
-    known.new_read()
-    (after,) = parse_page(body, UTC8, known).tasks
-    assert after == before and after is not before  # Read again: the raw name is not held.
-
-
-@PROPERTY
-@given(st.data())
-def test_a_read_after_another_reads_as_a_first_read(data: st.DataObject) -> None:
-    first = data.draw(NEAR_VALID_PAGES)
-    second = data.draw(st.just(first) | mutated(first, JSON_VALUES, st.text(max_size=8)))
-    first_body, second_body = json.dumps(first).encode(), json.dumps(second).encode()
-    assert outcome(lambda: read_twice(first_body, second_body)[1]) == outcome(
-        lambda: parse_page(second_body, UTC8)
-    )
