@@ -65,7 +65,9 @@ format: $(BIN)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Where one poll's CPU goes, step by step (white-box), then the exporter against the naive poll.
 bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/poll_parts.py
 	$(BIN)/python benchmarks/bench.py
 
 # What call outcomes cost: the push listener against a naive receiver, recordQuery reads.
