@@ -41,7 +41,7 @@ from packaging.version import Version
 
 import exporter
 from exporter.cli import DEFAULT_PORT
-from exporter.config import parse_config
+from exporter.config.load import parse_config
 from tests.support.processes import ExporterProcess
 from tests.support.serving import serving
 from tests.support.tls import Certs, require_client_cert, tls_server_config, web_config
