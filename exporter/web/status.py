@@ -341,6 +341,15 @@ def _about(inputs: StatusInputs, now: float) -> str:
             )
     reloads = "POST /-/reload, or SIGHUP" if inputs.lifecycle else "SIGHUP"
     facts.append(("Reload with", _e(reloads)))
+    calls = inputs.calls
+    if inputs.push_enabled and calls is not None and calls.push_requests is not None:
+        answered = ", ".join(
+            f"<code>{_e(code)}</code> {count}"
+            for code, count in sorted(calls.push_requests.items())
+        )
+        stray = calls.unattributed.get((PUSH, REJECTED), 0)
+        facts.append(("Push requests answered", answered or "none yet"))
+        facts.append(("Pushed records for no configured app", str(stray)))
     body = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in facts)
     return f"<h2>Exporter</h2>\n<table>{body}</table>\n"
 

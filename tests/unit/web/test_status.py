@@ -60,6 +60,12 @@ def cells(root: Element, app_id: str) -> dict[str, str]:
     return dict(zip(headings, (td.text for td in rows(root)[app_id].find_all("td")), strict=True))
 
 
+def facts_table(root: Element) -> tuple[list[Element], list[Element]]:
+    """The headings and values of the table about the exporter, the page's last."""
+    table = root.find_all("table")[-1]
+    return table.find_all("th"), table.find_all("td")
+
+
 def two_apps_one_failing() -> StatusInputs:
     return inputs(
         ConfiguredApp("main", "GOOD"),
@@ -150,7 +156,11 @@ def test_call_records_push_rejections_and_balance_show_when_switched_on() -> Non
     status = inputs(
         ConfiguredApp("main", "APP"),
         history=MappingProxyType({"APP": AppHistory().record_calls(CallsRead(NOW - 60, "-27"))}),
-        calls=CallsSnapshot(apps=(calls,)),
+        calls=CallsSnapshot(
+            apps=(calls,),
+            unattributed=MappingProxyType({(PUSH, REJECTED): 4}),
+            push_requests=MappingProxyType({"200": 10, "404": 2}),
+        ),
         calls_enabled=True,
         push_enabled=True,
         balance=BalanceSnapshot(
@@ -163,6 +173,9 @@ def test_call_records_push_rejections_and_balance_show_when_switched_on() -> Non
     assert "(1 min ago)" in row["Call records"]
     assert explain("-27") in row["Call records"]
     assert row["Push rejections"] == "3"
+    facts = {th.text: td.text for th, td in zip(*facts_table(page(status)), strict=True)}
+    assert facts["Push requests answered"] == "200 10, 404 2"
+    assert facts["Pushed records for no configured app"] == "4"
     assert "1,234.50" in row["Balance"]
     assert "(30 s ago)" in row["Balance"]
 
