@@ -30,14 +30,14 @@ from types import MappingProxyType
 import requests
 
 from exporter import __version__
-from exporter.balance import AccountBalance, Balance, BalanceSnapshot
-from exporter.calls import PUSH, REJECTED, AppCalls, CallsSnapshot
-from exporter.config import MetricsConfig
-from exporter.metrics import ReloadStatus, render
-from exporter.server import MetricsServer, Published, Routes
+from exporter.api.stats import TASK_LIST, RequestRecorder
+from exporter.balance.read import AccountBalance, Balance, BalanceSnapshot
+from exporter.calls.counts import PUSH, REJECTED, AppCalls, CallsSnapshot
+from exporter.config.model import MetricsConfig
+from exporter.exposition.exposition import ReloadStatus, render
 from exporter.snapshot import AppSnapshot, Snapshot, Task
-from exporter.stats import TASK_LIST, RequestRecorder
 from exporter.tasks.history import HISTORY_LENGTH, AppHistory, CallsRead, PollOutcome
+from exporter.web.server import MetricsServer, Published, Routes
 from exporter.web.status import ConfiguredApp, StatusInputs, render_status
 
 APPS = 200

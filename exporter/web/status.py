@@ -20,10 +20,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from exporter.balance import AccountBalance, BalanceSnapshot
-from exporter.calls import PUSH, REJECTED, AppCalls, CallsSnapshot
+from exporter.balance.read import AccountBalance, BalanceSnapshot
+from exporter.calls.counts import PUSH, REJECTED, AppCalls, CallsSnapshot
 from exporter.codes import explain
-from exporter.metrics import ReloadStatus
+from exporter.exposition.exposition import ReloadStatus
 from exporter.snapshot import AppSnapshot, Snapshot
 from exporter.tasks.history import AppHistory, PollOutcome
 

@@ -7,10 +7,10 @@ import hashlib
 import re
 from types import MappingProxyType
 
-from exporter.balance import AccountBalance, Balance, BalanceSnapshot
-from exporter.calls import PUSH, REJECTED, AppCalls, CallsSnapshot
+from exporter.balance.read import AccountBalance, Balance, BalanceSnapshot
+from exporter.calls.counts import PUSH, REJECTED, AppCalls, CallsSnapshot
 from exporter.codes import explain
-from exporter.metrics import ReloadStatus
+from exporter.exposition.exposition import ReloadStatus
 from exporter.snapshot import Snapshot
 from exporter.tasks.history import AppHistory, CallsRead, PollOutcome
 from exporter.web.status import (
