@@ -130,8 +130,8 @@ def render_status(inputs: StatusInputs, now: float | None = None) -> bytes:
         f"<title>AI-voice exporter</title><style>{CSS}</style></head>\n<body>"
         "<header><h1>AI-voice exporter</h1></header>\n<main>"
         "<p>Prometheus exporter for the ITNIO AI-voice API. "
-        f"Page made at {_when(now, now, ago=False)}; it shows what the latest polls found, "
-        "and reloading it never waits on the API.</p>\n",
+        f"Page made at {_when(now, now, ago=False)}; it shows what the latest polls found "
+        "and never waits on the API.</p>\n",
         _links(inputs),
         f"<h2>Apps</h2>\n<p>{_summary(rows)}</p>\n",
         *_app_table(inputs, rows, now),
