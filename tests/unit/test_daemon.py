@@ -18,6 +18,7 @@ from exporter.api.stats import TASK_LIST
 from exporter.config.load import parse_config
 from exporter.daemon import Daemon
 from exporter.simulator import Faults, Simulator
+from tests.support.browser import parse
 from tests.support.configs import API_SECRET, APP_IDS, config_for
 from tests.support.records import record
 from tests.support.tools import wait_until
@@ -192,3 +193,28 @@ def test_scrape_does_not_wait_for_a_slow_poll(simulator: Simulator, run_daemon) 
     assert response.status_code == 200
     # Far less than the poll's 20 s, with room for a busy machine's scheduling.
     assert response.elapsed.total_seconds() < 5
+
+
+def test_the_status_page_follows_the_config_through_reloads(simulator: Simulator) -> None:
+    documents = [config_for(simulator)]
+    daemon = Daemon(
+        parse_config(documents[0], {}), load_config=lambda: parse_config(documents[-1], {})
+    )
+    try:
+        daemon.poll_once()
+        grown = config_for(simulator)
+        grown["accounts"][0]["app_ids"] = [A, B, "ADDED"]
+        documents.append(grown)
+        assert daemon.reload()
+        page = parse(daemon.status_page().decode())
+        (table,) = page.find_all("table", "apps")
+        rows = {
+            row.find_all("b")[0].text: row.text for row in table.find_all("tbody")[0].find_all("tr")
+        }
+        assert list(rows) == ["ADDED", A, B]  # Not polled yet, before the apps that are up.
+        assert "not polled yet" in rows["ADDED"]
+        documents.append({"accounts": "not a list"})
+        assert not daemon.reload()
+        assert "the last reload failed" in parse(daemon.status_page().decode()).text
+    finally:
+        daemon.stop()

@@ -6,7 +6,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from exporter.config.load import parse_config
 from exporter.daemon import Daemon
 from exporter.simulator import Faults, Simulator
 from exporter.snapshot import AppSnapshot, Snapshot
+from exporter.tasks.history import AppHistory
 from exporter.tasks.poller import Poller
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for
 from tests.support.records import record
@@ -258,3 +259,27 @@ def test_polls_keep_a_fixed_schedule(simulator: Simulator) -> None:
         poller.close()
     gaps = [later - earlier for earlier, later in itertools.pairwise(ends[:4])]
     assert all(abs(gap - 1.0) < 0.15 for gap in gaps), gaps
+
+
+def test_each_poll_is_published_into_the_apps_history(simulator: Simulator) -> None:
+    A, B = APP_IDS
+    histories: list[Mapping[str, AppHistory]] = []
+    poller = Poller(
+        parse_config(config_for(simulator), {}),
+        recorder=RequestRecorder(),
+        publish=lambda snapshot: None,
+        stop=threading.Event(),
+        publish_history=histories.append,
+    )
+    try:
+        poller.poll_once()
+        simulator.set_faults(Faults(api_code="-50", app_ids=(B,)))
+        poller.poll_once()
+    finally:
+        poller.close()
+    latest = histories[-1]
+    assert [o.error for o in latest[A].recent] == [None, None]
+    assert all(o.pages == 1 for o in latest[A].recent)
+    assert [o.error for o in latest[B].recent] == ["-50", None]
+    assert latest[B].failing_since == latest[B].recent[0].finished_seconds
+    assert latest[A].failing_since is None
