@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -233,9 +232,12 @@ def test_a_reload_never_cuts_a_poll_in_progress_short(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
+@pytest.mark.slow
 def test_polls_keep_a_fixed_schedule(simulator: Simulator) -> None:
-    """Each poll takes 0.2 s; with a 1 s interval each app's polls end 1 s apart, not 1.2 s."""
-    simulator.set_faults(Faults(latency_seconds=0.2))
+    """Each poll takes 1.4 s; with a 2 s interval each app's polls end 2 s apart on average,
+    not 3.4 s (a sleep after each poll). The two are far apart, and the mean over three gaps
+    only moves by the first and last end's lateness, so a busy machine cannot blur them."""
+    simulator.set_faults(Faults(latency_seconds=1.4))
     ends: list[float] = []  # When a new result for APP_IDS[0] was published.
     seen: list[object] = []
 
@@ -245,20 +247,22 @@ def test_polls_keep_a_fixed_schedule(simulator: Simulator) -> None:
             seen.append(app)
             ends.append(time.monotonic())
 
-    config = parse_config(config_for(simulator, poll={"interval_seconds": 1}), {})
+    config = parse_config(
+        config_for(simulator, api={"timeout_seconds": 30}, poll={"interval_seconds": 2}), {}
+    )
     stop = threading.Event()
     poller = Poller(config, recorder=RequestRecorder(), publish=publish, stop=stop)
     thread = threading.Thread(target=poller.run, daemon=True)
     thread.start()
     try:
-        wait_until(lambda: len(ends) >= 4, timeout=10)
+        wait_until(lambda: len(ends) >= 4, timeout=60, what="four polls of the app")
     finally:
         stop.set()
         poller.wake()
         thread.join(5)
         poller.close()
-    gaps = [later - earlier for earlier, later in itertools.pairwise(ends[:4])]
-    assert all(abs(gap - 1.0) < 0.15 for gap in gaps), gaps
+    mean_gap = (ends[3] - ends[0]) / 3
+    assert mean_gap < 2.7, mean_gap
 
 
 def test_each_poll_is_published_into_the_apps_history(simulator: Simulator) -> None:
