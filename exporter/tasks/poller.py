@@ -70,7 +70,11 @@ class _Wiring:
             config.api.base_url,
             timeout_seconds=config.api.timeout_seconds,
             max_response_bytes=config.api.max_response_bytes,
-            pool_size=concurrency,
+            # Who sends at once: each poll thread its app's first page, each request thread one
+            # of the rest, and the balance reader; a fuller pool would open and drop connections.
+            # Every request thread, and the balance reader, which sends from its own thread:
+            # a smaller pool would open connections only to drop them.
+            pool_size=concurrency + 1,
         )
         self.requests = WorkerPool(concurrency, "request")
         self.polls = WorkerPool(concurrency, "poll")
