@@ -204,6 +204,7 @@ class Transport:
             for manager in self._managers.values():
                 manager.clear()
             self._managers.clear()
+            self._adapter.close()  # It keeps the proxy managers it made, too.
 
 
 def _check_status(response: urllib3.BaseHTTPResponse) -> None:
