@@ -271,6 +271,8 @@ class Poller:
             read = wiring.clients[app_id].read_tasks(app_id, deadline)
         except PollError as err:
             failure = err
+        except Stopped:
+            raise  # Shutting down: no poll to record, and nothing crashed.
         except Exception as err:  # A bug must cost this app's poll, never the daemon.
             log.exception("Poll crashed", extra={"app_id": app_id})
             failure = PollError(INVALID_RESPONSE, f"unexpected {type(err).__name__}")

@@ -232,6 +232,28 @@ def test_a_reload_never_cuts_a_poll_in_progress_short(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
+def test_a_shutdown_during_a_retry_is_no_crash(
+    simulator: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopping while a poll waits to retry abandons the poll quietly: nothing crashed."""
+    simulator.set_faults(Faults(http_status=503))
+    config = parse_config(config_for(simulator, api={"max_retries": 5}), {})
+    stop = threading.Event()
+    poller = Poller(config, recorder=RequestRecorder(), publish=lambda s: None, stop=stop)
+    thread = threading.Thread(target=poller.poll_once, daemon=True)  # Returns when polls end.
+    with caplog.at_level(logging.DEBUG, logger="exporter"):
+        thread.start()
+        wait_until(
+            lambda: any("Retrying" in r.getMessage() for r in caplog.records),
+            what="a poll waiting to retry",
+        )
+        stop.set()
+        thread.join(15)
+        poller.close()
+    assert not thread.is_alive()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
 @pytest.mark.slow
 def test_polls_keep_a_fixed_schedule(simulator: Simulator) -> None:
     """Each poll takes 1.4 s; with a 2 s interval each app's polls end 2 s apart on average,
