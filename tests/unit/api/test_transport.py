@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import resource
 import time
 from collections.abc import Callable, Iterator
@@ -151,3 +152,25 @@ def test_a_closed_port_says_it_could_not_connect() -> None:
 )
 def test_retry_after_reads_seconds_and_dates_capped(header: str, seconds: float | None) -> None:
     assert parse_retry_after(header, now=0.0) == seconds
+
+
+def test_a_proxy_the_environment_names_carries_the_request_with_its_credentials(
+    api: HostileApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host, port = api.address
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://proxyuser:proxy-secret@{host}:{port}")
+    api.script(page([record(1)]))
+    upstream = "http://upstream.invalid/aivoice"
+    transport = Transport(
+        upstream, timeout_seconds=TIMEOUT_SECONDS, max_response_bytes=MAX_BYTES, pool_size=1
+    )
+    try:
+        transport.send("POST", f"{upstream}/taskList", {"Api-Key": KEY}, b"{}")
+    finally:
+        transport.close()
+    (request,) = api.requests
+    assert request.path == f"{upstream}/taskList"  # The absolute form a proxy is sent.
+    credentials = base64.b64encode(b"proxyuser:proxy-secret").decode()
+    assert request.header("Proxy-Authorization") == f"Basic {credentials}"

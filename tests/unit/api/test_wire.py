@@ -9,6 +9,7 @@ import re
 
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import strategies as st
 
 from exporter.api.wire import (
     MAX_DETAIL_CHARS,
@@ -168,3 +169,18 @@ def test_parse_page_yields_a_page_or_a_poll_error(body: bytes) -> None:
         event(f"Page of {min(len(page.tasks), 2)}+ tasks")
         assert status_code(body) is None
         check_page(page)
+
+
+@PROPERTY
+@given(
+    moment=st.datetimes(),
+    offset=st.integers(-14 * 60, 14 * 60).map(lambda minutes: dt.timedelta(minutes=minutes)),
+)
+@example(moment=dt.datetime(1, 1, 1), offset=dt.timedelta(hours=14))
+@example(moment=dt.datetime(9999, 12, 31, 23, 59, 59), offset=dt.timedelta(hours=-14))
+def test_create_time_reads_as_an_aware_datetime_would(
+    moment: dt.datetime, offset: dt.timedelta
+) -> None:
+    zone = dt.timezone(offset)
+    text = moment.isoformat(sep=" ")
+    assert parse_create_time(text, zone) == moment.replace(tzinfo=zone).timestamp()
