@@ -18,6 +18,7 @@ import math
 import re
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,6 +299,16 @@ class Fleet:
         except AssertionError:
             shown = "\n".join(problems)
             raise AssertionError(f"{what}: not settled:\n{shown}\n{self.logs()}") from None
+        settled_at = time.time()  # Both Prometheus servers see it before anything moves on.
+        for server in self.prometheus.values():
+            wait_until(
+                lambda s=server: (
+                    float(s.query('min(timestamp(up{job="aivoice"}))')[0]["value"][1]) > settled_at
+                ),
+                timeout=DEADLINE,
+                ignoring=(requests.RequestException, IndexError),
+                what="a scrape of every target after the step settled",
+            )
         return self.single.counted()
 
 
