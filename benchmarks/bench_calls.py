@@ -46,10 +46,10 @@ import yaml
 from bench import HERE, cpu_seconds
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.records import WINDOW_FORMAT, record_query_request
+from exporter.api.records import WINDOW_FORMAT, record_query_request
+from exporter.api.wire import sign_headers
 from exporter.simulator import Simulator
 from exporter.simulator.campaigns import CREATE_TIME_ZONE
-from exporter.wire import sign_headers
 
 KEY, SECRET, APP = "benchKey", "bench-secret", "BENCH_APP"
 TOKEN = "bench-push-token-0123456789"

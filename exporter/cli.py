@@ -16,21 +16,17 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from exporter import __version__, logs
-from exporter.config import (
-    Config,
-    ConfigError,
-    load_config,
-    mask,
-    secret_readable_by_others,
-)
+from exporter import __version__
+from exporter.api.paging import Stopped
+from exporter.calls.storage import StateStore, check_directory
+from exporter.config.load import load_config
+from exporter.config.model import Config, ConfigError, mask, secret_readable_by_others
 from exporter.daemon import Daemon
-from exporter.listen import parse_listen_address
-from exporter.memory import limit_malloc_arenas
-from exporter.paging import Stopped
-from exporter.server import WebSecurity
-from exporter.storage import StateStore, check_directory
-from exporter.webconfig import load_web_config
+from exporter.process import logs
+from exporter.process.listen import parse_listen_address
+from exporter.process.memory import limit_malloc_arenas
+from exporter.web.server import WebSecurity
+from exporter.web.webconfig import load_web_config
 
 if TYPE_CHECKING:
     from exporter.simulator import Simulator

@@ -15,18 +15,18 @@ import time
 from collections.abc import Callable
 from types import MappingProxyType
 
-from exporter.balance import BalanceSnapshot
-from exporter.balance_poller import BalancePoller
-from exporter.calls import CallLedger
-from exporter.config import Config, ConfigError, PushConfig
-from exporter.listen import parse_listen_address
-from exporter.metrics import Exposition, ReloadStatus, Renderer
-from exporter.poller import Poller
-from exporter.push import PushServer
-from exporter.server import MetricsServer, Published, Routes, WebSecurity
+from exporter.api.stats import RequestRecorder
+from exporter.balance.poller import BalancePoller
+from exporter.balance.read import BalanceSnapshot
+from exporter.calls.ledger import CallLedger
+from exporter.calls.storage import StateStore
+from exporter.config.model import Config, ConfigError, PushConfig
+from exporter.exposition.exposition import Exposition, ReloadStatus, Renderer
+from exporter.process.listen import parse_listen_address
 from exporter.snapshot import Snapshot
-from exporter.stats import RequestRecorder
-from exporter.storage import StateStore
+from exporter.tasks.poller import Poller
+from exporter.web.push import PushServer
+from exporter.web.server import MetricsServer, Published, Routes, WebSecurity
 
 log = logging.getLogger(__name__)
 

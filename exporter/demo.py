@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-from exporter.config import (
+from exporter.config.model import (
     Account,
     ApiConfig,
     BalanceConfig,

@@ -13,7 +13,7 @@ import math
 import random
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
@@ -44,7 +44,7 @@ from exporter.simulator.balance import (
     sms_code,
     sms_error,
 )
-from exporter.simulator.call_index import CallIndex
+from exporter.simulator.call_index import CallIndex, KeptWindows
 from exporter.simulator.calls import (
     MAX_CALL_SECONDS,
     Call,
@@ -66,8 +66,6 @@ from exporter.simulator.faults import (
 )
 from exporter.simulator.push import Pusher, PushSettings
 from exporter.simulator.tasks import Tasks
-
-_KEPT_WINDOWS = 16  # recordQuery windows (per second of the clock) kept for their next pages
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +132,7 @@ class Account:
         self._redirect_credentials = 0
         self._stopping = threading.Event()
         self._record_queries = 0
-        self._windows: OrderedDict[tuple[str, int, int, int], list[Call]] = OrderedDict()
+        self._windows = KeptWindows()
         self._pusher: Pusher | None = None
         self._push_cursor = 0.0  # simulated time up to which ended calls were pushed
         # PushSettings' fields after the URL, in order.
@@ -362,16 +360,12 @@ class Account:
         pages asked for within the same second of the clock.
         """
         key = (query.app_id, query.start_time, query.end_time, math.floor(now))
-        with self._lock:
-            found = self._windows.get(key)
-        if found is None:
+
+        def cut() -> list[Call]:
             plans = self._tasks.app_plans(query.app_id)
-            index = self._indexes[query.app_id]
-            found = self._in_order(index.started_between(plans, *key[1:]))
-            with self._lock:
-                self._windows[key] = found
-                while len(self._windows) > _KEPT_WINDOWS:
-                    self._windows.popitem(last=False)
+            return self._in_order(self._indexes[query.app_id].started_between(plans, *key[1:]))
+
+        found = self._windows.get(key, cut)
         size = self._server_page_size or query.size
         first = (query.current - 1) * size
         records = [query_record(c) for c in found[first : first + size]]

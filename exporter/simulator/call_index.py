@@ -16,13 +16,40 @@ from __future__ import annotations
 import bisect
 import math
 import threading
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 from exporter.simulator.calls import MAX_CALL_SECONDS, Call, Timeline, ended_in
 from exporter.simulator.campaigns import Plan
 
 KEEP_BEHIND_SECONDS = 600
 """Wall seconds of calls kept before the start of the window asked for last."""
+KEPT_WINDOWS = 16
+"""recordQuery windows (per second of the clock) kept for their next pages."""
+
+WindowKey = tuple[str, int, int, int]  # app id, the window's start and end, the clock's second
+
+
+class KeptWindows:
+    """The calls of the latest recordQuery windows, kept for the pages asked for next: a read
+    pages through one window within a second or so, and cutting it again for every page would
+    cost every page the window. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._windows: OrderedDict[WindowKey, list[Call]] = OrderedDict()
+
+    def get(self, key: WindowKey, cut: Callable[[], list[Call]]) -> list[Call]:
+        """The window's calls: kept ones, or ``cut()``, kept from now on (outside the lock)."""
+        with self._lock:
+            found = self._windows.get(key)
+        if found is None:
+            found = cut()
+            with self._lock:
+                self._windows[key] = found
+                while len(self._windows) > KEPT_WINDOWS:
+                    self._windows.popitem(last=False)
+        return found
 
 
 class CallIndex:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from exporter.listen import parse_listen_address
+from exporter.process.listen import parse_listen_address
 from exporter.simulator.simulator import Simulator
 
 

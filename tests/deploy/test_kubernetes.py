@@ -24,7 +24,7 @@ import yaml
 
 import exporter
 from exporter.cli import DEFAULT_PORT, parse_args
-from exporter.config import parse_config
+from exporter.config.load import parse_config
 from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.slow

@@ -39,7 +39,7 @@ import pytest
 import yaml
 
 from exporter.cli import DEFAULT_PORT
-from exporter.config import parse_config
+from exporter.config.load import parse_config
 from tests.support.processes import ExporterProcess
 from tests.support.serving import serving
 from tests.support.tls import Certs, require_client_cert, tls_server_config, web_config

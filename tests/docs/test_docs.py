@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from exporter import metrics
-from exporter.metrics import Family
+from exporter.exposition import families
+from exporter.exposition.families import Family
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -84,9 +84,9 @@ def readme_metric_rows() -> dict[str, str]:
 
 def exposed_families() -> dict[str, str]:
     """Every family the exporter renders, by the name /metrics shows -> the README's type."""
-    families = [value for value in vars(metrics).values() if isinstance(value, Family)]
+    declared = [value for value in vars(families).values() if isinstance(value, Family)]
     suffix = {"counter": "_total", "info": "_info"}
-    return {f.name + suffix.get(f.kind, ""): README_TYPES[f.kind] for f in families}
+    return {f.name + suffix.get(f.kind, ""): README_TYPES[f.kind] for f in declared}
 
 
 def test_the_link_check_sees_the_readme_links_into_docs() -> None:

@@ -6,10 +6,10 @@ import requests
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.config import MetricsConfig
-from exporter.metrics import Exposition, ReloadStatus, render
+from exporter.api.stats import TASK_LIST, RequestRecorder
+from exporter.config.model import MetricsConfig
+from exporter.exposition.exposition import Exposition, ReloadStatus, render
 from exporter.snapshot import AppSnapshot, Snapshot, Task
-from exporter.stats import TASK_LIST, RequestRecorder
 
 # Task names that need escaping, or are multi-byte, or empty.
 ODD_NAMES = (

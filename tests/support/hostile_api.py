@@ -520,10 +520,13 @@ def http_date(seconds_from_now: float) -> str:
 
 def gzip_bomb(inflated_bytes: int = 1 << 30, *, tail: bytes = b"") -> Behaviour:
     """200, ``Content-Encoding: gzip``: about ``inflated_bytes / 1000`` on the wire, streamed,
-    inflating to ``inflated_bytes`` (spaces, then ``tail``: a ``page_body()`` makes it JSON)."""
+    inflating to ``inflated_bytes`` (spaces, then ``tail``: a ``page_body()`` makes it JSON).
+
+    The bomb is built here, before any request: building it takes a busy machine a second or
+    more, which inside the exchange would run down the client's timeout before the first byte."""
+    bomb = gzip_bomb_bytes(inflated_bytes, tail)
 
     def behave(exchange: Exchange) -> None:
-        bomb = gzip_bomb_bytes(inflated_bytes, tail)
         headers = [("Content-Type", JSON), ("Content-Encoding", "gzip")]
         exchange.send(_head_of(200, headers, len(bomb)))
         for start in range(0, len(bomb), CHUNK):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from exporter.metrics import Exposition
-from exporter.server import MetricsServer, Published, Routes, WebSecurity
+from exporter.exposition.exposition import Exposition
+from exporter.web.server import MetricsServer, Published, Routes, WebSecurity
 from tests.support.exposition import app, rendered, snapshot, task
 
 

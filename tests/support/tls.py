@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.webconfig import WebConfig, load_web_config
+from exporter.web.webconfig import WebConfig, load_web_config
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from exporter.config import parse_config
+from exporter.config.load import parse_config
 from exporter.daemon import Daemon
 from exporter.simulator import Faults, Simulator
 from tests.support.clock import FakeClock

@@ -17,7 +17,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter import metrics
+from exporter.exposition.families import CALL_FAMILIES, PUSH_REQUESTS
 from exporter.simulator import Faults, Simulator
 from tests.support.configs import APP_IDS, config_for, write_config
 from tests.support.exposition import api_samples, sample_values
@@ -124,7 +124,7 @@ def test_demo_shows_every_call_metric_with_data(start_exporter) -> None:
     text = scrape(url).text
     names = {sample.name for family in parse_text(text) for sample in family.samples}
     suffix = {"counter": "_total", "histogram": "_bucket", "gauge": ""}
-    families = (*metrics.CALL_FAMILIES, metrics.PUSH_REQUESTS)
+    families = (*CALL_FAMILIES, PUSH_REQUESTS)
     call_metrics = {family.name + suffix[family.kind] for family in families}
     assert call_metrics <= names
     for name in call_metrics - {"aivoice_push_requests_total"}:

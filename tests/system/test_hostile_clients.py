@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
-from exporter.config import parse_config
+from exporter.config.load import parse_config
 from exporter.daemon import Daemon
 from exporter.simulator import Simulator
 from tests.support.configs import config_for

@@ -9,8 +9,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.api.stats import TASK_LIST
 from exporter.simulator import Simulator
-from exporter.stats import TASK_LIST
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for, write_config
 from tests.support.tools import scrape, wait_until
 

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.calls import call_digest
+from exporter.calls.counts import call_digest
+from exporter.calls.storage import FAILURE, SUCCESS, StateStore, decode, file_name
 from exporter.simulator import Simulator
-from exporter.storage import FAILURE, SUCCESS, StateStore, decode, file_name
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for, write_config
 from tests.support.exposition import call_results, scraped
 from tests.support.processes import ExporterProcess, start_exporter_process

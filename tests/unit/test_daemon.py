@@ -14,10 +14,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.config import parse_config
+from exporter.api.stats import TASK_LIST
+from exporter.config.load import parse_config
 from exporter.daemon import Daemon
 from exporter.simulator import Faults, Simulator
-from exporter.stats import TASK_LIST
 from tests.support.configs import API_SECRET, APP_IDS, config_for
 from tests.support.records import record
 from tests.support.tools import wait_until
