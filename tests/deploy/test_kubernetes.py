@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -624,6 +625,47 @@ def test_network_policy_lets_pushes_out_to_the_peers_only(
     assert added["ports"] == [{"port": "push", "protocol": "TCP"}]
     (peer,) = added["to"]
     assert matches(peer["podSelector"]["matchLabels"], pod_template(sharded)["metadata"]["labels"])
+
+
+def _documented_patches(path: str) -> list[dict[str, Any]]:
+    """The `patches:` blocks of docs/operations.md that patch `path` of the StatefulSet."""
+    blocks = re.findall(r"^ *```yaml\n(.*?)^ *```", OPERATIONS.read_text(), re.M | re.S)
+    documents = [yaml.safe_load(textwrap.dedent(block)) for block in blocks]
+    return [
+        d
+        for d in documents
+        if isinstance(d, dict) and any(path in p["patch"] for p in d.get("patches", []))
+    ]
+
+
+def _sharded_with(patches: dict[str, Any], tmp_path: Path) -> Resources:
+    copy = tmp_path / "kubernetes"
+    shutil.copytree(KUBERNETES, copy)
+    overlay = copy / "overlays" / "mine"  # kustomize takes relative paths only
+    overlay.mkdir()
+    kustomization = {"resources": [f"../../{SHARDED_BUILD}"], **patches}
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    text = kustomize(overlay)
+    result = validate(text)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def test_documented_shard_count_change_runs_two_replicas_of_four_shards(tmp_path: Path) -> None:
+    (patches,) = _documented_patches("/spec/replicas")
+    changed = _sharded_with(patches, tmp_path)
+    assert _shards(changed) == 4
+    assert find(changed, "StatefulSet")["spec"]["replicas"] == 2 * 4
+
+
+def test_documented_preferred_anti_affinity_keeps_the_pods_apart_when_it_can(
+    tmp_path: Path,
+) -> None:
+    (patches,) = _documented_patches("podAntiAffinity")
+    affinity = pod_template(_sharded_with(patches, tmp_path))["spec"]["affinity"]
+    (term,) = affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in affinity["podAntiAffinity"]
 
 
 def _knows_shard_flags() -> bool:
