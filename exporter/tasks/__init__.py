@@ -2,5 +2,6 @@
 
 `poller.Poller` pages through taskList for each app with the account's client, publishes an
 immutable `Snapshot` (exporter.snapshot) for the exposition, and then, with call outcomes on,
-reads the app's call records into the call ledger.
+reads the app's call records into the call ledger. It also publishes each app's recent polls
+(`history.AppHistory`) for the status page.
 """

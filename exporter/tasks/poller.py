@@ -36,6 +36,7 @@ from exporter.codes import INVALID_RESPONSE, PollError, explain
 from exporter.config.model import Config
 from exporter.process.workers import WorkerPool
 from exporter.snapshot import AppSnapshot, Snapshot, Task
+from exporter.tasks.history import AppHistory, CallsRead, PollOutcome
 
 # The logger keeps the name it had before the package took its layout: it is in every log line.
 log = logging.getLogger("exporter.poller")
@@ -69,7 +70,11 @@ class _Wiring:
             config.api.base_url,
             timeout_seconds=config.api.timeout_seconds,
             max_response_bytes=config.api.max_response_bytes,
-            pool_size=concurrency,
+            # Who sends at once: each poll thread its app's first page, each request thread one
+            # of the rest, and the balance reader; a fuller pool would open and drop connections.
+            # Every request thread, and the balance reader, which sends from its own thread:
+            # a smaller pool would open connections only to drop them.
+            pool_size=concurrency + 1,
         )
         self.requests = WorkerPool(concurrency, "request")
         self.polls = WorkerPool(concurrency, "poll")
@@ -110,8 +115,11 @@ class Poller:
         calls: CallLedger | None = None,
         after_poll: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
+        publish_history: Callable[[Mapping[str, AppHistory]], None] | None = None,
     ) -> None:
         self._recorder = recorder
+        self._publish_history = publish_history
+        self._histories: dict[str, AppHistory] = {}
         self._calls = calls
         self._after_poll = after_poll
         self._publish = publish
@@ -132,6 +140,7 @@ class Poller:
         with self._lock:
             self._states = {app: self._states.get(app, _AppState()) for app in wiring.clients}
             self._latest = {a: s for a, s in self._latest.items() if a in wiring.clients}
+            self._histories = {a: h for a, h in self._histories.items() if a in wiring.clients}
         return wiring
 
     def reconfigure(self, config: Config) -> None:
@@ -234,6 +243,10 @@ class Poller:
         """Publish every app's latest; serialised, so snapshots reach the renderer in order."""
         with self._publish_lock:
             self._publish(self._snapshot())
+            if self._publish_history is not None:
+                with self._lock:
+                    histories = MappingProxyType(dict(self._histories))
+                self._publish_history(histories)
 
     def _snapshot(self) -> Snapshot:
         """Every polled app's latest outcome, in config order, with the request counts."""
@@ -252,22 +265,32 @@ class Poller:
         deadline = time.monotonic() + poll.timeout_seconds
         with self._lock:
             previous = self._states.get(app_id, _AppState())
+        failure: PollError | None = None
+        pages = None
         try:
             read = wiring.clients[app_id].read_tasks(app_id, deadline)
         except PollError as err:
-            state = self._failed(app_id, previous, err, poll.stale_after_seconds)
-            up = False
+            failure = err
         except Exception as err:  # A bug must cost this app's poll, never the daemon.
             log.exception("Poll crashed", extra={"app_id": app_id})
             failure = PollError(INVALID_RESPONSE, f"unexpected {type(err).__name__}")
-            state = self._failed(app_id, previous, failure, poll.stale_after_seconds)
-            up = False
         else:
-            state = self._succeeded(app_id, previous, read)
-            up = True
+            state, pages = self._succeeded(app_id, previous, read), read.pages
+        if failure is not None:
+            state = self._failed(app_id, previous, failure, poll.stale_after_seconds)
+        up = failure is None
+        duration = time.perf_counter() - started
+        outcome = PollOutcome(
+            self._clock(),
+            duration,
+            pages,
+            None if failure is None else failure.code,
+            "" if failure is None else failure.detail,
+        )
         with self._lock:
             if app_id in self._states:
                 self._states[app_id] = state
+                self._histories[app_id] = self._histories.get(app_id, AppHistory()).record(outcome)
         if self._calls is not None:
             served = None if state.tasks is None else {task.job_id for task in state.tasks}
             self._calls.keep_tasks(app_id, served)
@@ -275,7 +298,7 @@ class Poller:
             app_id=app_id,
             up=up,
             tasks=state.tasks,
-            poll_duration_seconds=time.perf_counter() - started,
+            poll_duration_seconds=duration,
             last_success_seconds=state.last_success_seconds,
         )
 
@@ -305,13 +328,20 @@ class Poller:
                 extra={"app_id": app_id, "calls": len(read.records)},
             )
         ledger.read_succeeded(app_id, end, read.records, read.rejected)
+        self._record_calls(app_id, CallsRead(self._clock()))
         with self._lock:
             state = self._states.get(app_id)
             if state is not None and state.calls_error is not None:
                 log.info("Call-record reads recovered", extra={"app_id": app_id})
                 self._states[app_id] = replace(state, calls_error=None)
 
+    def _record_calls(self, app_id: str, read: CallsRead) -> None:
+        with self._lock:
+            if app_id in self._histories:
+                self._histories[app_id] = self._histories[app_id].record_calls(read)
+
     def _calls_failed(self, app_id: str, err: PollError) -> None:
+        self._record_calls(app_id, CallsRead(self._clock(), err.code))
         with self._lock:
             state = self._states.get(app_id)
             if state is None:

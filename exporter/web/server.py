@@ -1,9 +1,10 @@
 """The HTTP side: serves the latest rendered exposition, never waiting on the API.
 
 `/metrics` (or `--web.telemetry-path`) picks Prometheus text or OpenMetrics by the Accept header
-with client_python's own `choose_encoder`, and gzip by Accept-Encoding. `/-/healthy` says the
-process answers, `/-/ready` that every app has been polled once, `/-/reload` (POST, with
-`--web.enable-lifecycle`) re-reads the config. TLS and basic auth come from `--web.config.file`.
+with client_python's own `choose_encoder`, and gzip by Accept-Encoding. `/` is the status page
+(exporter.web.status), built from the latest snapshots. `/-/healthy` says the process answers,
+`/-/ready` that every app has been polled once, `/-/reload` (POST, with `--web.enable-lifecycle`)
+re-reads the config. TLS and basic auth come from `--web.config.file`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from exporter import __version__
 from exporter.exposition.exposition import Exposition
 from exporter.process.memory import free_memory_releaser
 from exporter.web.basic_auth import WWW_AUTHENTICATE
+from exporter.web.status import HEADERS as STATUS_HEADERS
+from exporter.web.status import StatusInputs, render_status
 
 # The logger keeps the name it had before the package took its layout: it is in every log line.
 log = logging.getLogger("exporter.server")
@@ -65,15 +68,7 @@ class Routes:
     published: Published
     security: WebSecurity | None = None
     reload: Callable[[], bool] | None = None  # None: `--web.enable-lifecycle` is off.
-
-
-LANDING_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>AI-voice exporter</title></head>
-<body><h1>AI-voice exporter</h1>
-<p>Prometheus exporter for the ITNIO AI-voice API, version {version}.</p>
-<ul><li><a href="{path}">Metrics</a></li><li><a href="-/healthy">Health</a></li>
-<li><a href="-/ready">Readiness</a></li></ul></body></html>
-"""
+    status_page: Callable[[], bytes] | None = None  # The page at `/` (exporter.web.status).
 
 
 class ConnectionHandler(BaseHTTPRequestHandler):
@@ -123,10 +118,14 @@ class _Handler(ConnectionHandler):
         if path == self.routes.telemetry_path:
             self._metrics(head)
         elif path == "/":
-            page = LANDING_PAGE.format(
-                version=__version__, path=self.routes.telemetry_path.lstrip("/")
+            page = self.routes.status_page or self._bare_status_page
+            self._send(
+                HTTPStatus.OK,
+                page(),
+                "text/html; charset=utf-8",
+                head=head,
+                extra=list(STATUS_HEADERS),
             )
-            self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", head=head)
         elif path == "/-/healthy":
             self._send(HTTPStatus.OK, b"Healthy.\n", head=head)
         elif path == "/-/ready":
@@ -138,6 +137,9 @@ class _Handler(ConnectionHandler):
             self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"Use POST.\n", head=head)
         else:
             self._send(HTTPStatus.NOT_FOUND, b"Not found.\n", head=head)
+
+    def _bare_status_page(self) -> bytes:
+        return render_status(StatusInputs(__version__, self.routes.telemetry_path))
 
     def _metrics(self, head: bool) -> None:
         _, content_type = choose_encoder(self.headers.get("Accept", ""))

@@ -37,7 +37,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from packaging.version import Version
 
+import exporter
 from exporter.cli import DEFAULT_PORT
 from exporter.config.load import parse_config
 from tests.support.processes import ExporterProcess
@@ -121,6 +123,35 @@ def builder_stage() -> list[Instruction]:
     return dockerfile_stages()[0]
 
 
+# --- the image's labels --------------------------------------------------------------------------
+
+
+def _image_labels() -> dict[str, str]:
+    """The runtime stage's LABELs (the labels of the image)."""
+    labels: dict[str, str] = {}
+    for instruction in runtime_stage():
+        if instruction.keyword == "LABEL":
+            for word in shlex.split(instruction.args):
+                key, eq, value = word.partition("=")
+                assert eq, f"LABEL {word}: not key=value"
+                labels[key] = value
+    return labels
+
+
+def test_image_carries_the_standard_labels_of_the_project() -> None:
+    """What registries and scanners read: they name the same project pyproject.toml does."""
+    project = importlib.metadata.metadata("aivoice-exporter")
+    urls = dict(url.split(", ", 1) for url in project.get_all("Project-URL") or [])
+    oci = "org.opencontainers.image"
+    assert _image_labels() == {
+        f"{oci}.title": project["Name"],
+        f"{oci}.description": project["Summary"],
+        f"{oci}.version": exporter.__version__,
+        f"{oci}.licenses": project["License-Expression"],
+        f"{oci}.source": urls["Source"],
+    }
+
+
 # --- the wheel the image installs, in a fresh venv ----------------------------------------------
 
 
@@ -162,13 +193,18 @@ def _build_context_like_the_builder(dest_root: Path) -> Path:
 
 
 def _can_build_wheels() -> bool:
-    """setuptools builds wheels itself from 70.1; before that it needs the `wheel` package."""
+    """This environment holds what pyproject.toml's build-system requires (`build` checks), and
+    its setuptools builds wheels (itself from 70.1; before that with the `wheel` package)."""
     try:
+        import build
         import setuptools
     except ImportError:
         return False
-    version = tuple(int(p) for p in re.findall(r"\d+", setuptools.__version__)[:2])
-    return version >= (70, 1) or importlib.util.find_spec("wheel") is not None
+    requires = build.ProjectBuilder(ROOT).build_system_requires
+    if any(tuple(build.check_dependency(r)) for r in requires):
+        return False
+    version = Version(setuptools.__version__)
+    return version >= Version("70.1") or importlib.util.find_spec("wheel") is not None
 
 
 def _pycache(_dir: str, names: list[str]) -> list[str]:

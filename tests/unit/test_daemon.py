@@ -18,7 +18,8 @@ from exporter.api.stats import TASK_LIST
 from exporter.config.load import parse_config
 from exporter.daemon import Daemon
 from exporter.simulator import Faults, Simulator
-from tests.support.configs import API_SECRET, APP_IDS, config_for
+from tests.support.browser import parse
+from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for
 from tests.support.records import record
 from tests.support.tools import wait_until
 
@@ -192,3 +193,59 @@ def test_scrape_does_not_wait_for_a_slow_poll(simulator: Simulator, run_daemon) 
     assert response.status_code == 200
     # Far less than the poll's 20 s, with room for a busy machine's scheduling.
     assert response.elapsed.total_seconds() < 5
+
+
+def test_the_status_page_follows_the_config_through_reloads(simulator: Simulator) -> None:
+    documents = [config_for(simulator)]
+    daemon = Daemon(
+        parse_config(documents[0], {}), load_config=lambda: parse_config(documents[-1], {})
+    )
+    try:
+        daemon.poll_once()
+        grown = config_for(simulator)
+        grown["accounts"][0]["app_ids"] = [A, B, "ADDED"]
+        documents.append(grown)
+        assert daemon.reload()
+        page = parse(daemon.status_page().decode())
+        (table,) = page.find_all("table", "apps")
+        rows = {
+            row.find_all("b")[0].text: row.text for row in table.find_all("tbody")[0].find_all("tr")
+        }
+        assert list(rows) == ["ADDED", A, B]  # Not polled yet, before the apps that are up.
+        assert "not polled yet" in rows["ADDED"]
+        documents.append({"accounts": "not a list"})
+        assert not daemon.reload()
+        assert "the last reload failed" in parse(daemon.status_page().decode()).text
+    finally:
+        daemon.stop()
+
+
+@pytest.mark.slow
+def test_balance_reads_beside_busy_polls_stay_within_the_connection_pool(
+    simulator: Simulator, run_daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The request thread and the balance reader share the transport and send at once: its
+    pool holds both, so no connection is opened only to be dropped (urllib3 warns when it
+    must). At concurrency 1 the request thread is busy most of every second."""
+    simulator.set_faults(Faults(latency_seconds=0.1))
+    for app in APP_IDS:
+        simulator.set_tasks(app, [record(n) for n in range(1, 31)])
+    with caplog.at_level(logging.WARNING, logger="urllib3"):
+        running = run_daemon(
+            api={"page_size": 10, "timeout_seconds": 30},
+            poll={"concurrency": 1, "interval_seconds": 1},
+            balance={"enabled": True, "interval_seconds": 1},
+        )
+        wait_until(
+            lambda: (
+                (
+                    running.value(
+                        "aivoice_api_requests_total", account=API_KEY, endpoint="getBalance"
+                    )
+                    or 0
+                )
+                >= 8
+            ),
+            what="eight balance reads",
+        )
+    assert not [r for r in caplog.records if r.name.startswith("urllib3")], caplog.text

@@ -67,7 +67,9 @@ def make_client() -> Iterator[MakeClient]:
     ) -> Harness:
         settings = {
             "base_url": sim.base_url,
-            "timeout_seconds": 1.0,
+            # Generous: a busy machine answers late, and a timeout would be retried and
+            # counted. The tests of timeouts set their own.
+            "timeout_seconds": 15.0,
             "max_requests_per_second": 500,
         }
         config = ApiConfig(**{**settings, **api})

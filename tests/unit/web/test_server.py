@@ -21,6 +21,7 @@ import requests
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from exporter.web.status import CONTENT_SECURITY_POLICY
 from tests.support.exposition import ODD_NAMES, api_samples, app, rendered, snapshot, task
 from tests.support.serving import serving
 from tests.support.tls import (
@@ -91,6 +92,13 @@ def test_root_and_health_answer_200_and_unknown_paths_404(
 
 def test_landing_page_links_metrics(served: str) -> None:
     assert 'href="metrics"' in requests.get(served + "/", timeout=5).text
+
+
+def test_the_status_page_is_sent_with_a_policy_that_allows_no_script(served: str) -> None:
+    response = requests.get(served + "/", timeout=5)
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_a_request_body_over_the_limit_gets_413(served: str) -> None:
@@ -185,16 +193,19 @@ def client_context(
 
 
 def get(
-    port: int, context: ssl.SSLContext | None, headers: dict[str, str] | None = None
+    port: int,
+    context: ssl.SSLContext | None,
+    headers: dict[str, str] | None = None,
+    path: str = "/metrics",
 ) -> http.client.HTTPResponse:
-    """GET /metrics over HTTPS with `context`, or plain HTTP without one."""
+    """GET `path` over HTTPS with `context`, or plain HTTP without one."""
     connection: http.client.HTTPConnection
     if context is None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     else:
         connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context)
     try:
-        connection.request("GET", "/metrics", headers=headers or {})
+        connection.request("GET", path, headers=headers or {})
         response = connection.getresponse()
         response.read()
         return response
@@ -282,3 +293,16 @@ def test_basic_auth_over_https_lets_in_only_the_right_password(
         right = get(port, client_context(certs), {"Authorization": basic("alice", "s3cret")})
         assert right.status == 200
         assert right.getheader("X-Content-Type-Options") == "nosniff"
+
+
+def test_the_status_page_is_behind_the_same_tls_and_basic_auth(
+    certs: Certs, tmp_path: Path
+) -> None:
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    extra = f"basic_auth_users:\n  alice: '{hashed}'\n"
+    with serving(security=web_config(tmp_path, tls_server_config(certs, extra))) as (_, port):
+        assert get(port, client_context(certs), path="/").status == 401
+        wrong = {"Authorization": basic("alice", "nope")}
+        assert get(port, client_context(certs), wrong, path="/").status == 401
+        right = {"Authorization": basic("alice", "s3cret")}
+        assert get(port, client_context(certs), right, path="/").status == 200
