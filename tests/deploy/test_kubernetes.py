@@ -9,12 +9,14 @@ dashboard file.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,9 +34,15 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 # Every kustomization a user applies as it is; components are tested through them.
-BUILDS = ("base", "overlays/kube-prometheus-stack", "overlays/call-outcomes")
+BUILDS = (
+    "base",
+    "overlays/kube-prometheus-stack",
+    "overlays/call-outcomes",
+    "overlays/sharded",
+)
 OPERATOR_BUILD = "overlays/kube-prometheus-stack"
 CALLS_BUILD = "overlays/call-outcomes"  # OPERATOR_BUILD with components/call-outcomes
+SHARDED_BUILD = "overlays/sharded"  # CALLS_BUILD with components/sharded
 KUBERNETES_VERSION = "1.37"
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 SECRET_NAME = "aivoice-exporter-api"
@@ -80,6 +88,11 @@ def calls(builds: dict[str, Resources]) -> Resources:
     return builds[CALLS_BUILD]
 
 
+@pytest.fixture(scope="module")
+def sharded(builds: dict[str, Resources]) -> Resources:
+    return builds[SHARDED_BUILD]
+
+
 def find(resources: Resources, kind: str) -> dict[str, Any]:
     (found,) = [r for r in resources if r["kind"] == kind]
     return found
@@ -90,8 +103,14 @@ def named(resources: Resources, kind: str, name: str) -> dict[str, Any]:
     return found
 
 
+def workload(resources: Resources) -> dict[str, Any]:
+    """The one Deployment or StatefulSet that runs the exporter."""
+    (found,) = [r for r in resources if r["kind"] in ("Deployment", "StatefulSet")]
+    return found
+
+
 def pod_template(resources: Resources) -> dict[str, Any]:
-    template: dict[str, Any] = find(resources, "Deployment")["spec"]["template"]
+    template: dict[str, Any] = workload(resources)["spec"]["template"]
     return template
 
 
@@ -185,7 +204,7 @@ def test_pod_meets_the_restricted_pod_security_standard(
     assert all("hostPath" not in volume for volume in pod["volumes"])
 
 
-@pytest.mark.parametrize("build", [OPERATOR_BUILD, CALLS_BUILD])
+@pytest.mark.parametrize("build", [OPERATOR_BUILD, CALLS_BUILD, SHARDED_BUILD])
 def test_overlay_namespace_enforces_the_restricted_standard(
     build: str, builds: dict[str, Resources]
 ) -> None:
@@ -234,8 +253,10 @@ def test_resources_cover_the_benchmarked_peak_of_50000_tasks(base: Resources) ->
 
 
 def _mounts(resources: Resources) -> dict[str, dict[str, Any]]:
-    """mountPath -> the volume mounted there."""
+    """mountPath -> the volume mounted there (a StatefulSet's claim templates included)."""
     volumes = {v["name"]: v for v in pod_template(resources)["spec"]["volumes"]}
+    for claim in workload(resources)["spec"].get("volumeClaimTemplates", []):
+        volumes[claim["metadata"]["name"]] = {"volumeClaimTemplate": claim}
     return {m["mountPath"]: volumes[m["name"]] for m in container(resources)["volumeMounts"]}
 
 
@@ -422,15 +443,18 @@ def test_without_call_outcomes_no_state_is_kept(operator: Resources) -> None:
     assert not any(arg.startswith("--storage.path") for arg in container(operator)["args"])
 
 
+@pytest.mark.parametrize("build", [CALLS_BUILD, SHARDED_BUILD])
 def test_service_monitor_finds_the_metrics_port_on_the_metrics_service_only(
-    calls: Resources,
+    build: str, builds: dict[str, Resources]
 ) -> None:
-    """The ServiceMonitor's selector matches the push Service too, which has no such port."""
-    monitor = find(calls, "ServiceMonitor")
+    """The ServiceMonitor's selector matches the push Service (and the sharded StatefulSet's
+    peers Service) too, which have no such port: every pod is scraped once."""
+    resources = builds[build]
+    monitor = find(resources, "ServiceMonitor")
     (endpoint,) = monitor["spec"]["endpoints"]
     selected = [
         s
-        for s in calls
+        for s in resources
         if s["kind"] == "Service"
         and matches(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
     ]
@@ -470,6 +494,206 @@ def test_documented_ingress_is_valid_and_routes_only_the_push_path_over_tls(
     assert hosts <= {host for tls in spec["tls"] for host in tls["hosts"]}
 
 
+# --- shards and replicas (components/sharded) ---------------------------------------------------
+
+POD_INDEX = "metadata.labels['apps.kubernetes.io/pod-index']"
+PEERS_SERVICE = "aivoice-exporter-peers"
+
+
+def _flag(resources: Resources, name: str) -> str:
+    (value,) = [a.partition("=")[2] for a in container(resources)["args"] if a.startswith(name)]
+    return value
+
+
+def _shards(resources: Resources) -> int:
+    return int(_flag(resources, "--total-shards="))
+
+
+def test_sharded_runs_two_replicas_of_every_shard_in_a_statefulset(sharded: Resources) -> None:
+    assert not [r for r in sharded if r["kind"] == "Deployment"]
+    spec = find(sharded, "StatefulSet")["spec"]
+    assert _shards(sharded) == 3
+    assert spec["replicas"] == 2 * _shards(sharded)
+    assert spec["updateStrategy"] == {"type": "RollingUpdate"}  # one pod at a time
+    assert matches(spec["selector"]["matchLabels"], pod_template(sharded)["metadata"]["labels"])
+
+
+def test_shard_is_the_pod_index_label_through_the_downward_api(sharded: Resources) -> None:
+    (env,) = container(sharded)["env"]
+    assert env["valueFrom"] == {"fieldRef": {"fieldPath": POD_INDEX}}
+    assert _flag(sharded, "--shard=") == f"$({env['name']})"
+
+
+def test_the_statefulset_names_its_pods_through_a_headless_peers_service(
+    sharded: Resources,
+) -> None:
+    spec = find(sharded, "StatefulSet")["spec"]
+    service = named(sharded, "Service", spec["serviceName"])
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert matches(service["spec"]["selector"], pod_template(sharded)["metadata"]["labels"])
+    assert [p["name"] for p in service["spec"]["ports"]] == ["push"]
+
+
+def test_push_peers_list_every_pod_by_its_stable_name_in_ordinal_order(
+    sharded: Resources,
+) -> None:
+    statefulset = find(sharded, "StatefulSet")
+    name, spec = statefulset["metadata"]["name"], statefulset["spec"]
+    port = _push_port(sharded)
+    expected = [f"http://{name}-{i}.{spec['serviceName']}:{port}" for i in range(spec["replicas"])]
+    assert _config_data(sharded)["push"]["peers"] == expected
+
+
+def test_sharded_config_is_the_call_outcomes_config_plus_push_peers(
+    calls: Resources, sharded: Resources
+) -> None:
+    plain, with_peers = _config_data(calls), _config_data(sharded)
+    peers = with_peers["push"].pop("peers")
+    assert peers
+    assert with_peers == plain
+
+
+def test_every_pod_keeps_its_state_on_its_own_claim(sharded: Resources) -> None:
+    assert not [r for r in sharded if r["kind"] == "PersistentVolumeClaim"]
+    (claim,) = find(sharded, "StatefulSet")["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "64Mi"
+    (mount,) = [
+        m for m in container(sharded)["volumeMounts"] if m["name"] == claim["metadata"]["name"]
+    ]
+    assert mount["mountPath"] == _flag(sharded, "--storage.path=") == STATE_PATH
+    assert not mount.get("readOnly", False)
+    volumes = {v["name"] for v in pod_template(sharded)["spec"]["volumes"]}
+    assert claim["metadata"]["name"] not in volumes  # the template's claim, not a shared one
+
+
+def test_disruption_budget_keeps_a_replica_of_every_shard_up(sharded: Resources) -> None:
+    """Pods N and N + M serve one shard: with one pod of them all evicted at a time, every
+    shard keeps the other."""
+    budget = find(sharded, "PodDisruptionBudget")["spec"]
+    assert matches(budget["selector"]["matchLabels"], pod_template(sharded)["metadata"]["labels"])
+    assert budget["maxUnavailable"] == 1
+    shards, pods = _shards(sharded), find(sharded, "StatefulSet")["spec"]["replicas"]
+    for evicted in range(pods):
+        assert {pod % shards for pod in range(pods) if pod != evicted} == set(range(shards))
+
+
+def test_no_two_exporter_pods_share_a_node(sharded: Resources) -> None:
+    affinity = pod_template(sharded)["spec"]["affinity"]["podAntiAffinity"]
+    (term,) = affinity["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    labels = pod_template(sharded)["metadata"]["labels"]
+    assert matches(term["labelSelector"]["matchLabels"], labels)
+
+
+def test_sharded_pod_is_the_call_outcomes_pod_plus_shards_claims_and_anti_affinity(
+    calls: Resources, sharded: Resources
+) -> None:
+    """statefulset.yaml writes the pod out again: it must stay the Deployment's."""
+    before = json.loads(json.dumps(pod_template(calls)))
+    after = json.loads(json.dumps(pod_template(sharded)))
+    after["spec"].pop("affinity")
+    box = after["spec"]["containers"][0]
+    box.pop("env")
+    shard_args = [a for a in box["args"] if a.startswith(("--shard=", "--total-shards="))]
+    assert len(shard_args) == 2
+    box["args"] = [a for a in box["args"] if a not in shard_args]
+    # The state: a volume of the one claim before, the pod's own claim (no volume) after.
+    before["spec"]["volumes"] = [v for v in before["spec"]["volumes"] if v["name"] != "state"]
+    # Each its own config (the ConfigMap's name carries a hash of it).
+    for pod in (before, after):
+        for volume in pod["spec"]["volumes"]:
+            if "configMap" in volume:
+                volume["configMap"]["name"] = "aivoice-exporter-config"
+    before_box = before["spec"]["containers"][0]
+    before_box["volumeMounts"].sort(key=lambda m: m["name"])
+    box["volumeMounts"].sort(key=lambda m: m["name"])
+    before["spec"]["volumes"].sort(key=lambda v: v["name"])
+    after["spec"]["volumes"].sort(key=lambda v: v["name"])
+    before_box["args"].sort()
+    box["args"].sort()
+    assert after == before
+
+
+def test_network_policy_lets_pushes_out_to_the_peers_only(
+    calls: Resources, sharded: Resources
+) -> None:
+    before, after = find(calls, "NetworkPolicy")["spec"], find(sharded, "NetworkPolicy")["spec"]
+    assert after["ingress"] == before["ingress"]
+    (added,) = [rule for rule in after["egress"] if rule not in before["egress"]]
+    assert added["ports"] == [{"port": "push", "protocol": "TCP"}]
+    (peer,) = added["to"]
+    assert matches(peer["podSelector"]["matchLabels"], pod_template(sharded)["metadata"]["labels"])
+
+
+def _documented_patches(path: str) -> list[dict[str, Any]]:
+    """The `patches:` blocks of docs/operations.md that patch `path` of the StatefulSet."""
+    blocks = re.findall(r"^ *```yaml\n(.*?)^ *```", OPERATIONS.read_text(), re.M | re.S)
+    documents = [yaml.safe_load(textwrap.dedent(block)) for block in blocks]
+    return [
+        d
+        for d in documents
+        if isinstance(d, dict) and any(path in p["patch"] for p in d.get("patches", []))
+    ]
+
+
+def _sharded_with(patches: dict[str, Any], tmp_path: Path) -> Resources:
+    copy = tmp_path / "kubernetes"
+    shutil.copytree(KUBERNETES, copy)
+    overlay = copy / "overlays" / "mine"  # kustomize takes relative paths only
+    overlay.mkdir()
+    kustomization = {"resources": [f"../../{SHARDED_BUILD}"], **patches}
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    text = kustomize(overlay)
+    result = validate(text)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def test_documented_shard_count_change_runs_two_replicas_of_four_shards(tmp_path: Path) -> None:
+    (patches,) = _documented_patches("/spec/replicas")
+    changed = _sharded_with(patches, tmp_path)
+    assert _shards(changed) == 4
+    assert find(changed, "StatefulSet")["spec"]["replicas"] == 2 * 4
+
+
+def test_documented_preferred_anti_affinity_keeps_the_pods_apart_when_it_can(
+    tmp_path: Path,
+) -> None:
+    (patches,) = _documented_patches("podAntiAffinity")
+    affinity = pod_template(_sharded_with(patches, tmp_path))["spec"]["affinity"]
+    (term,) = affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in affinity["podAntiAffinity"]
+
+
+def _knows_shard_flags() -> bool:
+    try:
+        parse_args(["--total-shards=1"])
+    except SystemExit:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _knows_shard_flags(), reason="the exporter has no --total-shards yet")
+def test_the_exporter_accepts_the_sharded_args_and_config(
+    sharded: Resources, tmp_path: Path
+) -> None:
+    for ordinal in range(find(sharded, "StatefulSet")["spec"]["replicas"]):
+        args = [a.replace("$(SHARD)", str(ordinal)) for a in container(sharded)["args"]]
+        parsed = parse_args(args)
+        assert parsed.storage_path == STATE_PATH
+    data = _config_data(sharded)
+    (tmp_path / "token").write_text("not-a-real-push-token\n")
+    (tmp_path / "api_secret").write_text("not-a-real-secret\n")
+    data["push"]["token_file"] = str(tmp_path / "token")
+    data["accounts"][0]["api_secret_file"] = str(tmp_path / "api_secret")
+    config = parse_config(data, {})
+    # Through asdict: push.peers comes with the shard flags, after this file was written.
+    assert len(dataclasses.asdict(config.push)["peers"]) == 2 * _shards(sharded)
+
+
 # --- what the Prometheus Operator and Grafana pick up -------------------------------------------
 
 
@@ -482,8 +706,17 @@ def test_service_monitor_scrapes_the_service_as_the_job_the_alerts_watch(
     assert endpoint["port"] == service["spec"]["ports"][0]["name"]
     assert endpoint["path"] == "/metrics"
     watched = re.findall(r'up\{job="([^"]+)"\}', RULE_FILES[1].read_text())
-    (relabel,) = [r for r in endpoint["relabelings"] if r["targetLabel"] == "job"]
+    (relabel,) = [r for r in endpoint["relabelings"] if r.get("targetLabel") == "job"]
     assert watched and set(watched) == {relabel["replacement"]}
+
+
+def test_service_monitor_leaves_the_exporters_endpoint_label_as_it_is(
+    operator: Resources,
+) -> None:
+    """The API series' `endpoint` (taskList, recordQuery), which the operator's own target
+    label of that name would rename to exported_endpoint."""
+    (endpoint,) = find(operator, "ServiceMonitor")["spec"]["endpoints"]
+    assert {"action": "labeldrop", "regex": "endpoint"} in endpoint["relabelings"]
 
 
 def test_prometheus_rule_groups_are_the_rule_files(operator: Resources) -> None:

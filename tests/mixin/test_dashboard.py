@@ -177,7 +177,7 @@ def test_campaign_answer_rate_joins_the_per_task_rule_on_job_id(dashboard: dict[
         "app_id_job_id:aivoice_task_call_results_answered:ratio_increase1h",
         "aivoice_task_info",
     }
-    assert "on (job, instance, app_id, job_id) group_left (name, status)" in target["expr"]
+    assert "on (job, app_id, job_id) group_left (name, status)" in target["expr"]
 
 
 def panels_in_row(dashboard: dict[str, Any], title: str) -> dict[str, dict[str, Any]]:

@@ -44,6 +44,9 @@ REQUIRED_ALERTS = frozenset(
         "AivoiceBalanceRunningOut",
         "AivoiceBalanceExhausted",
         "AivoiceBalanceUnavailable",
+        "AivoiceShardMissing",
+        "AivoiceShardingMismatch",
+        "AivoiceShardDegraded",
     }
 )
 

@@ -37,6 +37,9 @@ EXPORTED_METRICS = frozenset(
         "aivoice_poll_duration_seconds",
         "aivoice_poll_last_success_timestamp_seconds",
         "aivoice_exporter_build_info",
+        # The shard a process serves (--shard mod --total-shards) and the shard count.
+        "aivoice_exporter_shard",
+        "aivoice_exporter_total_shards",
         # The outcome of the latest config load or reload.
         "aivoice_config_last_reload_successful",
         "aivoice_config_last_reload_success_timestamp_seconds",
