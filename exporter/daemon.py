@@ -72,7 +72,9 @@ class Daemon:
         self._reload_status = ReloadStatus(successful=True, success_seconds=time.time())
         self._last: Snapshot | None = None
         self._balance = BalanceSnapshot()
-        self._status = _status_inputs(config, StatusInputs(__version__, reload=self._reload_status))
+        self._status = _status_inputs(
+            config, StatusInputs(__version__, reload=self._reload_status), shard
+        )
         self.published = Published(self._render(Snapshot(apps=(), requests=MappingProxyType({}))))
         self.recorder = RequestRecorder()
         self.poller = Poller(
@@ -214,7 +216,7 @@ class Daemon:
             self.poller.reconfigure(config)
             self.balance.reconfigure(config)
             self._balance = self.balance.snapshot()
-            self._status = _status_inputs(config, self._status)
+            self._status = _status_inputs(config, self._status, self.shard)
             log.info("Config reloaded", extra={"apps": len(config.app_ids)})
             self._republish()
             return True
@@ -308,10 +310,12 @@ class Daemon:
         return self._renderer.render(snapshot, self._reload_status, self._balance)
 
 
-def _status_inputs(config: Config, previous: StatusInputs) -> StatusInputs:
-    """The page's inputs under `config`: its apps, in config order, and what is switched on."""
+def _status_inputs(config: Config, previous: StatusInputs, shard: Shard) -> StatusInputs:
+    """The page's inputs under `config` (this shard's): its apps, in config order, with the
+    shard where there are several, and what is switched on."""
+    shown = f"{shard.index} of {shard.total}" if shard.sharded else None
     apps = tuple(
-        ConfiguredApp(account.label, app_id)
+        ConfiguredApp(account.label, app_id, shown)
         for account in config.accounts
         for app_id in account.app_ids
     )

@@ -275,3 +275,20 @@ def test_a_shard_polls_and_serves_only_its_own_accounts(simulator: Simulator) ->
         assert values(text, "aivoice_exporter_shard") == {(): ordinal}
         assert values(text, "aivoice_exporter_total_shards") == {(): 2}
     assert sorted(served, key=sorted) == [{A}, {B}]
+
+
+def test_a_shards_status_page_shows_its_own_apps_and_names_the_shard(
+    simulator: Simulator,
+) -> None:
+    config = parse_config(two_accounts(simulator), {})
+    daemon = Daemon(config, shard=Shard(3, 2))  # A pod index: shard 3 mod 2.
+    try:
+        daemon.poll_once()
+        (table,) = parse(daemon.status_page().decode()).find_all("table", "apps")
+    finally:
+        daemon.stop()
+    header = [cell.text for cell in table.find_all("th")]
+    rows = table.find_all("tbody")[0].find_all("tr")
+    assert "Shard" in header and len(rows) == 1
+    shard = rows[0].find_all("td")[header.index("Shard")].text
+    assert shard == "1 of 2"
