@@ -395,6 +395,19 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 ignoring=(requests.RequestException,),
                 what=f"{member.name}'s first call-record reads",
             )
+        # Both servers hold every target's series, after its first reads, before any call
+        # ends: each window's increase() and changes() then start from the same values on
+        # both sides, not from whatever had been counted before a server's first scrape.
+        for name, targets in (("single", [single]), ("fleet", members)):
+            wait_until(
+                lambda s=running.prometheus[name], t=targets: (
+                    {x["metric"]["instance"] for x in s.query("aivoice_calls_up == 1")}
+                    >= {m.address for m in t}
+                ),
+                timeout=DEADLINE,
+                ignoring=(requests.RequestException,),
+                what=f"Prometheus {name} scraping every first read",
+            )
         running.primed = {
             app: {c["callId"] for c in simulators["fleet"].calls(app)} for app in APPS
         }
