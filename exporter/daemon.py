@@ -72,9 +72,7 @@ class Daemon:
         self._reload_status = ReloadStatus(successful=True, success_seconds=time.time())
         self._last: Snapshot | None = None
         self._balance = BalanceSnapshot()
-        self._status = _status_inputs(
-            config, StatusInputs(__version__, reload=self._reload_status), shard
-        )
+        self._status = _status_inputs(config, StatusInputs(__version__), shard)
         self.published = Published(self._render(Snapshot(apps=(), requests=MappingProxyType({}))))
         self.recorder = RequestRecorder()
         self.poller = Poller(
@@ -95,7 +93,6 @@ class Daemon:
             clock=clock,
         )
         self._balance = self.balance.snapshot()
-        self._status = replace(self._status, balance=self._balance)
         self._balance_thread = threading.Thread(
             target=self._run_balance, name="balance", daemon=True
         )
@@ -224,7 +221,15 @@ class Daemon:
     def status_page(self) -> bytes:
         """The page at `/`, from the latest snapshots and the call counters: never waits on
         the API, whatever a poll is doing."""
-        return render_status(replace(self._status, calls=self.calls.snapshot()))
+        return render_status(
+            replace(
+                self._status,
+                snapshot=self._last,
+                balance=self._balance,
+                reload=self._reload_status,
+                calls=self.calls.snapshot(),
+            )
+        )
 
     def stop(self) -> None:
         """Stop serving and polling; a request stuck in the API is abandoned, not awaited."""
@@ -291,18 +296,15 @@ class Daemon:
         """A new balance: re-render with the latest app snapshot (none yet: nothing to serve)."""
         with self._lock:
             self._balance = balance
-            self._status = replace(self._status, balance=balance)
             if self._last is not None:
                 self.published.publish(self._render(self._last), ready=self._last.ready)
 
     def _publish(self, snapshot: Snapshot) -> None:
         with self._lock:
             self._last = snapshot
-            self._status = replace(self._status, snapshot=snapshot)
             self.published.publish(self._render(snapshot), ready=snapshot.ready)
 
     def _republish(self) -> None:
-        self._status = replace(self._status, reload=self._reload_status)
         if self._last is not None:
             self.published.publish(self._render(self._last), ready=self._last.ready)
 
