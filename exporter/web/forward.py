@@ -154,10 +154,8 @@ class PushRouter:
             except Exception:
                 ok = False
             failed += not ok
-        for _ in range(len(peers) - failed):
-            self._add(SUCCESS)
-        for _ in range(failed):
-            self._add(FAILURE)
+        self._add(SUCCESS, len(peers) - failed)
+        self._add(FAILURE, failed)
         if failed:
             self._explain(
                 FAILURE,
@@ -174,7 +172,7 @@ class PushRouter:
                 parts.hostname or "",
                 parts.port,
                 timeout=self._timeout,
-                context=self._ssl_context or ssl.create_default_context(),
+                context=self._tls(),
             )
         else:
             connection = http.client.HTTPConnection(
@@ -192,9 +190,15 @@ class PushRouter:
         finally:
             connection.close()
 
-    def _add(self, result: str) -> None:
+    def _tls(self) -> ssl.SSLContext:
+        """The peers' TLS context, made once: making one reads the whole CA bundle."""
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+    def _add(self, result: str, count: int = 1) -> None:
         with self._lock:
-            self._results[result] += 1
+            self._results[result] += count
 
     def _explain(self, kind: str, message: str) -> None:
         with self._lock:
