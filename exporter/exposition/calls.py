@@ -21,6 +21,7 @@ from exporter.exposition.families import (
     by_family,
     encode,
     escape,
+    result_counter,
     value_text,
 )
 
@@ -99,11 +100,7 @@ def render_storage(stats: StorageStats, openmetrics: bool) -> bytes:
     aivoice_storage_writes_total{result="failure"} 0.0
     aivoice_storage_writes_total{result="success"} 12.0
     """
-    lines = (
-        f'aivoice_storage_writes_total{{result="{escape(result)}"}} {value_text(count)}\n'
-        for result, count in sorted(stats.writes.items())
-    )
-    return STORAGE_WRITES.header(openmetrics) + "".join(lines).encode()
+    return result_counter(STORAGE_WRITES, stats.writes, openmetrics)
 
 
 def render_push_requests(codes: Mapping[str, int]) -> Lines:

@@ -12,7 +12,7 @@ promtool.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.utils import floatToGoString
@@ -225,6 +225,16 @@ def encode(lines: Iterable[str]) -> Lines:
 
 
 Section = tuple[Family, Lines]  # A family and all its sample lines.
+
+
+def result_counter(family: Family, results: Mapping[str, int], openmetrics: bool) -> bytes:
+    """A counter of the process's own, labelled `result` only, with its header: rendered at
+    every scrape, as it moves between polls."""
+    lines = encode(
+        f'{family.name}_total{{result="{escape(result)}"}} {value_text(count)}\n'
+        for result, count in sorted(results.items())
+    )
+    return family.header(openmetrics) + b"".join(lines)
 
 
 def by_family(families: Sequence[Family], per_app: Sequence[Fragments]) -> list[Section]:

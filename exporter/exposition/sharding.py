@@ -13,10 +13,9 @@ from exporter.exposition.families import (
     PUSH_FORWARDS,
     SHARD,
     TOTAL_SHARDS,
-    Lines,
     Section,
     encode,
-    escape,
+    result_counter,
     value_text,
 )
 
@@ -39,8 +38,4 @@ def render_forwards(results: Mapping[str, int], openmetrics: bool) -> bytes:
     aivoice_push_forwards_total{result="failure"} 2.0
     aivoice_push_forwards_total{result="success"} 5120.0
     """
-    lines: Lines = encode(
-        f'aivoice_push_forwards_total{{result="{escape(result)}"}} {value_text(count)}\n'
-        for result, count in sorted(results.items())
-    )
-    return PUSH_FORWARDS.header(openmetrics) + b"".join(lines)
+    return result_counter(PUSH_FORWARDS, results, openmetrics)
