@@ -122,7 +122,7 @@ class Transport:
         # Proxies from the environment (HTTPS_PROXY, NO_PROXY) are read once, here, not on
         # every request: that lookup was a third of a request's CPU time.
         self._proxies = requests.utils.get_environ_proxies(base_url)
-        # requests' adapter builds the pool managers (proxy headers, SOCKS), as it always did;
+        # requests' adapter builds the pool managers (proxy headers, SOCKS);
         # the requests themselves then go to urllib3 directly.
         self._adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self._lock = threading.Lock()
@@ -167,7 +167,7 @@ class Transport:
             if self._closed:
                 raise PollError(CONNECTION, "sent through a transport already closed")
             if proxy not in self._managers:
-                # The CA bundle requests verifies against, as before.
+                # The CA bundle requests itself verifies against.
                 ca_certs = requests.utils.DEFAULT_CA_BUNDLE_PATH
                 if proxy is None:
                     made: urllib3.PoolManager = urllib3.PoolManager(

@@ -28,7 +28,7 @@ from exporter.balance.read import AccountBalance, Balance, BalanceSnapshot, read
 from exporter.codes import INVALID_RESPONSE, PollError, explain_balance
 from exporter.config.model import Account, Config, balance_url
 
-# The logger keeps the name it had before the package took its layout: it is in every log line.
+# A short name, not the module's path: every log line carries it (`logger`), and filters match it.
 log = logging.getLogger("exporter.balance_poller")
 
 

@@ -35,7 +35,7 @@ from exporter.calls.counts import CALL_DIGEST_BYTES, MAX_REMEMBERED_CALLS, AppRe
 from exporter.calls.ledger import CallLedger
 from exporter.config.model import ConfigError
 
-# The logger keeps the name it had before the package took its layout: it is in every log line.
+# A short name, not the module's path: every log line carries it (`logger`), and filters match it.
 log = logging.getLogger("exporter.storage")
 
 FORMAT = "aivoice-exporter call state"

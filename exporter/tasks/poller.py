@@ -39,7 +39,7 @@ from exporter.process.workers import WorkerPool
 from exporter.snapshot import AppSnapshot, Snapshot, Task
 from exporter.tasks.history import AppHistory, CallsRead, PollOutcome
 
-# The logger keeps the name it had before the package took its layout: it is in every log line.
+# A short name, not the module's path: every log line carries it (`logger`), and filters match it.
 log = logging.getLogger("exporter.poller")
 
 

@@ -29,7 +29,7 @@ from exporter.web.basic_auth import WWW_AUTHENTICATE
 from exporter.web.status import HEADERS as STATUS_HEADERS
 from exporter.web.status import StatusInputs, render_status
 
-# The logger keeps the name it had before the package took its layout: it is in every log line.
+# A short name, not the module's path: every log line carries it (`logger`), and filters match it.
 log = logging.getLogger("exporter.server")
 
 MAX_BODY_BYTES = 64 * 1024  # Nothing here takes a body; refuse big ones unread.
