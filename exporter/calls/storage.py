@@ -94,8 +94,14 @@ def judge_directory(path: str) -> Path:
     existing = directory
     while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir():
-        reason = errno.ENOTDIR if existing != directory else errno.EEXIST
+    try:
+        is_directory = existing.is_dir()
+    except OSError as err:  # A link into a directory this process may not search.
+        is_directory, denied = False, err.errno or errno.EACCES
+    else:
+        denied = errno.ENOTDIR if existing != directory else errno.EEXIST
+    if not is_directory:
+        reason = denied
     elif _read_only(existing):
         reason = errno.EROFS
     elif not os.access(
