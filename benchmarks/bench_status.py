@@ -7,11 +7,12 @@ Two scenes, each 200 apps of 50 tasks (10 in progress) with call records, push a
 2. failing: every app down with an API reason of 160 characters, its last 20 polls failed and
    20 older failures kept as well (the most the history holds: 40 rows per app).
 
-For each: the page's bytes, the median and the 95th percentile of `render_status` over the
-renders, the median time of `GET /` from the real `MetricsServer` on 127.0.0.1 (a fresh
-connection each, the whole body read), and the ratio of the render to the baseline, the
-`/metrics` exposition of the same snapshot rendered from nothing (`exporter.metrics.render`,
-which the exporter does once a poll, not per scrape).
+For each: the page's bytes, plain and gzipped, the median and the 95th percentile of
+`render_status` over the renders, the median time of `GET /` from the real `MetricsServer` on
+127.0.0.1 (a fresh connection each, the whole body read), gzipped and not, and the ratio of
+the render to the baseline, the `/metrics` exposition of the same snapshot rendered from
+nothing (`exporter.exposition.exposition.render`, which the exporter does once a poll, not per
+scrape).
 
 Targets, for a page an operator reloads by hand: at most MAX_PAGE_BYTES, a median render of
 at most MAX_RENDER_SECONDS, and a median GET of at most MAX_GET_SECONDS. Run with
@@ -34,7 +35,7 @@ from exporter.api.stats import TASK_LIST, RequestRecorder
 from exporter.balance.read import AccountBalance, Balance, BalanceSnapshot
 from exporter.calls.counts import PUSH, REJECTED, AppCalls, CallsSnapshot
 from exporter.config.model import MetricsConfig
-from exporter.exposition.exposition import ReloadStatus, render
+from exporter.exposition.exposition import ReloadStatus, gzipped, render
 from exporter.snapshot import AppSnapshot, Snapshot, Task
 from exporter.tasks.history import HISTORY_LENGTH, AppHistory, CallsRead, PollOutcome
 from exporter.web.server import MetricsServer, Published, Routes
@@ -108,7 +109,7 @@ def timed(work: Callable[[], object], runs: int) -> list[float]:
     return times
 
 
-def served_get_seconds(page: Callable[[], bytes], runs: int) -> float:
+def served_get_seconds(page: Callable[[], bytes], runs: int, encoding: str) -> float:
     snapshot = Snapshot(apps=(), requests=MappingProxyType({}))
     exposition = render(snapshot, MetricsConfig(), ReloadStatus(True, NOW))
     routes = Routes("/metrics", Published(exposition), status_page=page)
@@ -117,9 +118,12 @@ def served_get_seconds(page: Callable[[], bytes], runs: int) -> float:
     host, port = server.address
     try:
         url = f"http://{host}:{port}/"
-        requests.get(url, timeout=30).raise_for_status()  # Warm up.
+        headers = {"Connection": "close", "Accept-Encoding": encoding}
+        warm = requests.get(url, timeout=30, headers=headers)  # Warm up.
+        warm.raise_for_status()
+        assert warm.headers.get("Content-Encoding", "identity") == encoding, warm.headers
         return statistics.median(
-            timed(lambda: requests.get(url, timeout=30, headers={"Connection": "close"}), runs)
+            timed(lambda: requests.get(url, timeout=30, headers=headers), runs)
         )
     finally:
         server.stop()
@@ -133,18 +137,25 @@ def measure(name: str, failing: bool, runs: int) -> bool:
     metrics = timed(lambda: render(snapshot, MetricsConfig(), reload).text, max(3, runs // 4))
     median, p95 = statistics.median(renders), renders[int(0.95 * (len(renders) - 1))]
     baseline = statistics.median(metrics)
-    get = served_get_seconds(lambda: render_status(inputs), max(5, runs // 2))
+    gets = {
+        encoding: served_get_seconds(lambda: render_status(inputs), max(5, runs // 2), encoding)
+        for encoding in ("gzip", "identity")
+    }
+    zipped = len(gzipped(body))
     rows = [
         ("page size", f"{len(body) / 1000:,.0f} kB", f"<= {MAX_PAGE_BYTES / 1000:,.0f} kB",
          len(body) <= MAX_PAGE_BYTES),
         ("  per app", f"{len(body) / APPS / 1000:.1f} kB", "", None),
+        ("  gzipped (as sent)", f"{zipped / 1000:,.0f} kB", "", None),
         ("render, median", f"{median * 1000:.1f} ms", f"<= {MAX_RENDER_SECONDS * 1000:.0f} ms",
          median <= MAX_RENDER_SECONDS),
         ("render, p95", f"{p95 * 1000:.1f} ms", "", None),
         ("metrics render (baseline)", f"{baseline * 1000:.1f} ms", "", None),
         ("page / metrics render", f"{median / baseline:.2f}", "", None),
-        ("GET /, median", f"{get * 1000:.1f} ms", f"<= {MAX_GET_SECONDS * 1000:.0f} ms",
-         get <= MAX_GET_SECONDS),
+    ] + [
+        (f"GET /, {encoding}, median", f"{get * 1000:.1f} ms",
+         f"<= {MAX_GET_SECONDS * 1000:.0f} ms", get <= MAX_GET_SECONDS)
+        for encoding, get in gets.items()
     ]  # fmt: skip
     print(f"{name}: {APPS} apps, {TASKS} tasks each, {runs} renders")
     line = "  {:<28}{:>12}  {:<12}{}"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from exporter import __version__
 from exporter.api.paging import Stopped
-from exporter.calls.storage import StateStore, check_directory
+from exporter.calls.storage import StateStore, check_directory, judge_directory
 from exporter.config.load import load_config
 from exporter.config.model import Config, ConfigError, mask, secret_readable_by_others
 from exporter.config.shard import UNSHARDED, Shard, check_peers, parse_shard, select
@@ -147,7 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     extra={"file": args.config_file},
                 )
         security = _web_security(args.web_config_file)
-        storage = StateStore(check_directory(args.storage_path)) if args.storage_path else None
+        storage = None
+        if args.storage_path:  # The check changes nothing on disk: it judges what exists.
+            prepare = judge_directory if args.config_check else check_directory
+            storage = StateStore(prepare(args.storage_path))
     except ConfigError as err:
         print(f"aivoice-exporter: config error: {err}", file=sys.stderr)
         return 2

@@ -87,7 +87,7 @@ class Daemon:
         )
         self.balance = BalancePoller(
             config,
-            client_for=self.poller.client,
+            borrow=self.poller.borrow,
             publish=self._publish_balance,
             stop=self.stop_event,
             clock=clock,

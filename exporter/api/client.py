@@ -44,7 +44,7 @@ from exporter.codes import INVALID_RESPONSE, POLL_TIMEOUT, PollError
 from exporter.config.model import Account, ApiConfig
 from exporter.process.workers import WorkerPool
 
-# The logger keeps the name it had before the package took its layout: it is in every log line.
+# A short name, not the module's path: every log line carries it (`logger`), and filters match it.
 log = logging.getLogger("exporter.client")
 
 MAX_READS = 3  # One read and at most two re-reads of an app whose tasks moved meanwhile.

@@ -122,11 +122,12 @@ class Transport:
         # Proxies from the environment (HTTPS_PROXY, NO_PROXY) are read once, here, not on
         # every request: that lookup was a third of a request's CPU time.
         self._proxies = requests.utils.get_environ_proxies(base_url)
-        # requests' adapter builds the pool managers (proxy headers, SOCKS), as it always did;
+        # requests' adapter builds the pool managers (proxy headers, SOCKS);
         # the requests themselves then go to urllib3 directly.
         self._adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self._lock = threading.Lock()
         self._managers: dict[str | None, urllib3.PoolManager] = {}
+        self._closed = False
 
     def send(self, method: str, url: str, headers: dict[str, str], body: bytes) -> bytes:
         """The body of a 200 answer; every other outcome is a `PollError`. A GET (getBalance)
@@ -154,14 +155,19 @@ class Transport:
             response.release_conn()
 
     def _manager(self, url: str) -> urllib3.PoolManager:
-        """The pools for `url`: direct, or through the proxy the environment names for it."""
+        """The pools for `url`: direct, or through the proxy the environment names for it.
+
+        Once closed, a transport opens no pool again: one would hold its connections open
+        with nothing left to close them."""
         proxy = requests.utils.select_proxy(url, self._proxies)
         manager = self._managers.get(proxy)
         if manager is not None:
             return manager
         with self._lock:
+            if self._closed:
+                raise PollError(CONNECTION, "sent through a transport already closed")
             if proxy not in self._managers:
-                # The CA bundle requests verifies against, as before.
+                # The CA bundle requests itself verifies against.
                 ca_certs = requests.utils.DEFAULT_CA_BUNDLE_PATH
                 if proxy is None:
                     made: urllib3.PoolManager = urllib3.PoolManager(
@@ -201,6 +207,7 @@ class Transport:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for manager in self._managers.values():
                 manager.clear()
             self._managers.clear()

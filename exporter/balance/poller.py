@@ -2,8 +2,8 @@
 
 One thread of its own (`run()`), off the scrape path and apart from the app polls: a slow
 getBalance never delays a task poll, nor the other way round. Each request goes through the
-account's `ApiClient` (its rate limiter and retries), looked up at each read, so a reload's new
-client is used from the next read on.
+account's `ApiClient` (its rate limiter and retries), borrowed for each read, so a reload's new
+client is used from the next read on, and the read under way keeps the old one open to its end.
 
 A failing account keeps its last good balance, with `aivoice_account_balance_up 0`, for
 `poll.stale_after_seconds`; then its balance series are dropped until a read succeeds. A failure
@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -27,7 +28,7 @@ from exporter.balance.read import AccountBalance, Balance, BalanceSnapshot, read
 from exporter.codes import INVALID_RESPONSE, PollError, explain_balance
 from exporter.config.model import Account, Config, balance_url
 
-# The logger keeps the name it had before the package took its layout: it is in every log line.
+# A short name, not the module's path: every log line carries it (`logger`), and filters match it.
 log = logging.getLogger("exporter.balance_poller")
 
 
@@ -45,21 +46,22 @@ class _State:
 class BalancePoller:
     """Owns the balance schedule for one config at a time; `run()` reads until `stop` is set.
 
-    `client_for(app_id)` is the `ApiClient` polling that app (one per account); `clock` gives
-    Unix seconds (the stale rule), `monotonic` the schedule: both injectable for tests.
+    `borrow(app_id)` holds the `ApiClient` polling that app (one per account) for the length of
+    a `with` block; `clock` gives Unix seconds (the stale rule), `monotonic` the schedule: both
+    injectable for tests.
     """
 
     def __init__(
         self,
         config: Config,
         *,
-        client_for: Callable[[str], ApiClient | None],
+        borrow: Callable[[str], AbstractContextManager[ApiClient | None]],
         publish: Callable[[BalanceSnapshot], None],
         stop: threading.Event,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client_for = client_for
+        self._borrow = borrow
         self._publish = publish
         self._stop = stop
         self._clock = clock
@@ -148,24 +150,24 @@ class BalancePoller:
 
     def _read(self, config: Config, account: Account) -> None:
         """One account's read, its state updated and the snapshot published."""
-        client = self._client_for(account.app_ids[0])
-        if client is None:  # A reload removed it meanwhile.
-            return
-        deadline = time.monotonic() + config.poll.timeout_seconds
-        try:
-            balance = read_balance(
-                client, balance_url(config), account.label, self._recorder, deadline
-            )
-        except Stopped:
-            return
-        except PollError as err:
-            self._failed(account.label, err, config.poll.stale_after_seconds)
-        except Exception as err:  # A bug must cost this read, never the thread.
-            log.exception("Balance read crashed", extra={"account": account.label})
-            failure = PollError(INVALID_RESPONSE, f"unexpected {type(err).__name__}")
-            self._failed(account.label, failure, config.poll.stale_after_seconds)
-        else:
-            self._succeeded(account.label, balance)
+        with self._borrow(account.app_ids[0]) as client:
+            if client is None:  # A reload removed it meanwhile.
+                return
+            deadline = time.monotonic() + config.poll.timeout_seconds
+            try:
+                balance = read_balance(
+                    client, balance_url(config), account.label, self._recorder, deadline
+                )
+            except Stopped:
+                return
+            except PollError as err:
+                self._failed(account.label, err, config.poll.stale_after_seconds)
+            except Exception as err:  # A bug must cost this read, never the thread.
+                log.exception("Balance read crashed", extra={"account": account.label})
+                failure = PollError(INVALID_RESPONSE, f"unexpected {type(err).__name__}")
+                self._failed(account.label, failure, config.poll.stale_after_seconds)
+            else:
+                self._succeeded(account.label, balance)
         self._publish(self.snapshot())
 
     def _succeeded(self, label: str, balance: Balance) -> None:

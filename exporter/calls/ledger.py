@@ -65,7 +65,7 @@ from exporter.calls.counts import (
 )
 from exporter.config.model import Config
 
-# The logger keeps the name it had before the package took its layout: it is in every log line.
+# A short name, not the module's path: every log line carries it (`logger`), and filters match it.
 log = logging.getLogger("exporter.calls")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ from exporter.calls.counts import CALL_DIGEST_BYTES, MAX_REMEMBERED_CALLS, AppRe
 from exporter.calls.ledger import CallLedger
 from exporter.config.model import ConfigError
 
-# The logger keeps the name it had before the package took its layout: it is in every log line.
+# A short name, not the module's path: every log line carries it (`logger`), and filters match it.
 log = logging.getLogger("exporter.storage")
 
 FORMAT = "aivoice-exporter call state"
@@ -81,6 +82,42 @@ def check_directory(path: str) -> Path:
         reason = err.strerror or type(err).__name__
         raise ConfigError("--storage.path", f"{path}: cannot write there: {reason}") from None
     return directory
+
+
+def judge_directory(path: str) -> Path:
+    """The state directory, judged without a change on disk (`--config.check`): what
+    `check_directory` would do must be allowed by what exists. An existing `path` must be a
+    directory this process may write in; a missing one, the nearest ancestor that exists. Else
+    a ConfigError as `check_directory` raises it. Permissions as `os.access` sees them (root's
+    included) and a read-only mount say it; a full disk cannot be told without a write."""
+    directory = Path(path)
+    existing = directory
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    try:
+        is_directory = existing.is_dir()
+    except OSError as err:  # A link into a directory this process may not search.
+        is_directory, denied = False, err.errno or errno.EACCES
+    else:
+        denied = errno.ENOTDIR if existing != directory else errno.EEXIST
+    if not is_directory:
+        reason = denied
+    elif _read_only(existing):
+        reason = errno.EROFS
+    elif not os.access(
+        existing, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids
+    ):
+        reason = errno.EACCES
+    else:
+        return directory
+    raise ConfigError("--storage.path", f"{path}: cannot write there: {os.strerror(reason)}")
+
+
+def _read_only(directory: Path) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False  # os.access, next, says what it can.
 
 
 def file_name(app_id: str) -> str:

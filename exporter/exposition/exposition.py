@@ -58,6 +58,17 @@ GZIP_WBITS = 31  # zlib's gzip wrapper: a header, raw deflate, CRC32 and length.
 OPENMETRICS_EOF = b"# EOF\n"
 
 
+def gzip_compressor() -> zlib._Compress:
+    """What every gzipped answer is made with: the scrapes and the status page alike."""
+    return zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, GZIP_WBITS)
+
+
+def gzipped(data: bytes) -> bytes:
+    """`data` as one gzip member."""
+    compressor = gzip_compressor()
+    return compressor.compress(data) + compressor.flush()
+
+
 @dataclass(frozen=True)
 class ReloadStatus:
     successful: bool
@@ -172,7 +183,7 @@ class Exposition:
     def _gzip_prefix(self, openmetrics: bool) -> tuple[bytes, zlib._Compress]:
         with self._lock:
             if openmetrics not in self._gzipped:
-                compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, GZIP_WBITS)
+                compressor = gzip_compressor()
                 compressed = [compressor.compress(chunk) for chunk in self._chunks(openmetrics)]
                 compressed.append(compressor.flush(zlib.Z_SYNC_FLUSH))
                 self._gzipped[openmetrics] = (b"".join(compressed), compressor)

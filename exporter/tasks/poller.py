@@ -21,8 +21,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -38,7 +39,7 @@ from exporter.process.workers import WorkerPool
 from exporter.snapshot import AppSnapshot, Snapshot, Task
 from exporter.tasks.history import AppHistory, CallsRead, PollOutcome
 
-# The logger keeps the name it had before the package took its layout: it is in every log line.
+# A short name, not the module's path: every log line carries it (`logger`), and filters match it.
 log = logging.getLogger("exporter.poller")
 
 
@@ -91,8 +92,8 @@ class _Wiring:
             )
             clients.update(dict.fromkeys(account.app_ids, client))
         self.clients: Mapping[str, ApiClient] = MappingProxyType(clients)
-        # Polls under way on this wiring, and whether a reload replaced it: a replaced wiring
-        # is closed by its last poll, so a reload never cuts a poll short.
+        # Polls and balance reads under way on this wiring, and whether a reload replaced it: a
+        # replaced wiring is closed by the last of them, so a reload never cuts one short.
         self.running = 0
         self.retired = False
 
@@ -148,9 +149,9 @@ class Poller:
 
         Polls under way finish on the old wiring; a removed app's result is then dropped.
         """
-        old = self._wiring
-        self._wiring = self._configure(config)
+        wiring = self._configure(config)
         with self._lock:
+            old, self._wiring = self._wiring, wiring
             old.retired = True
             idle = old.running == 0
         if idle:
@@ -158,10 +159,26 @@ class Poller:
         self._rescheduled = True
         self._wake.set()
 
-    def client(self, app_id: str) -> ApiClient | None:
+    @contextmanager
+    def borrow(self, app_id: str) -> Iterator[ApiClient | None]:
         """The client polling `app_id` under the current config (its account's: the balance
-        reads share its rate limiter), or None if no account has the app."""
-        return self._wiring.clients.get(app_id)
+        reads share its rate limiter), or None if no account has the app. Its wiring stays
+        open until the block ends, even when a reload replaces it meanwhile."""
+        with self._lock:
+            wiring = self._wiring
+            wiring.running += 1
+        try:
+            yield wiring.clients.get(app_id)
+        finally:
+            self._release(wiring)
+
+    def _release(self, wiring: _Wiring) -> None:
+        """One use of `wiring` ended; the last one of a wiring a reload replaced closes it."""
+        with self._lock:
+            wiring.running -= 1
+            last_of_retired = wiring.retired and wiring.running == 0
+        if last_of_retired:
+            wiring.close()
 
     def wake(self) -> None:
         """End the scheduler's wait now (a reload, or shutdown)."""
@@ -234,10 +251,7 @@ class Poller:
         finally:
             with self._lock:
                 self._running.pop(app_id, None)
-                wiring.running -= 1
-                last_of_retired = wiring.retired and wiring.running == 0
-            if last_of_retired:
-                wiring.close()
+            self._release(wiring)
 
     def _publish_snapshot(self) -> None:
         """Publish every app's latest; serialised, so snapshots reach the renderer in order."""

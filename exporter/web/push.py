@@ -28,7 +28,7 @@ from http import HTTPStatus
 
 from exporter.web.server import IDLE_TIMEOUT_SECONDS, ConnectionHandler, HttpListener
 
-# The logger keeps the name it had before the package took its layout: it is in every log line.
+# A short name, not the module's path: every log line carries it (`logger`), and filters match it.
 log = logging.getLogger("exporter.push")
 
 PUSH_PATH = "/push/call-record/"

@@ -2,9 +2,10 @@
 
 `/metrics` (or `--web.telemetry-path`) picks Prometheus text or OpenMetrics by the Accept header
 with client_python's own `choose_encoder`, and gzip by Accept-Encoding. `/` is the status page
-(exporter.web.status), built from the latest snapshots. `/-/healthy` says the process answers,
-`/-/ready` that every app has been polled once, `/-/reload` (POST, with `--web.enable-lifecycle`)
-re-reads the config. TLS and basic auth come from `--web.config.file`.
+(exporter.web.status), built from the latest snapshots and gzipped by Accept-Encoding too.
+`/-/healthy` says the process answers, `/-/ready` that every app has been polled once,
+`/-/reload` (POST, with `--web.enable-lifecycle`) re-reads the config. TLS and basic auth come
+from `--web.config.file`.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 
 from exporter import __version__
-from exporter.exposition.exposition import Exposition
+from exporter.exposition.exposition import Exposition, gzipped
 from exporter.process.memory import free_memory_releaser
 from exporter.web.basic_auth import WWW_AUTHENTICATE
 from exporter.web.status import HEADERS as STATUS_HEADERS
 from exporter.web.status import StatusInputs, render_status
 
-# The logger keeps the name it had before the package took its layout: it is in every log line.
+# A short name, not the module's path: every log line carries it (`logger`), and filters match it.
 log = logging.getLogger("exporter.server")
 
 MAX_BODY_BYTES = 64 * 1024  # Nothing here takes a body; refuse big ones unread.
@@ -118,13 +119,15 @@ class _Handler(ConnectionHandler):
         if path == self.routes.telemetry_path:
             self._metrics(head)
         elif path == "/":
-            page = self.routes.status_page or self._bare_status_page
+            page = (self.routes.status_page or self._bare_status_page)()
+            gzip = self._gzip_accepted()
             self._send(
                 HTTPStatus.OK,
-                page(),
+                gzipped(page) if gzip else page,
                 "text/html; charset=utf-8",
                 head=head,
                 extra=list(STATUS_HEADERS),
+                gzip=gzip,
             )
         elif path == "/-/healthy":
             self._send(HTTPStatus.OK, b"Healthy.\n", head=head)
@@ -146,11 +149,13 @@ class _Handler(ConnectionHandler):
         openmetrics = content_type.startswith("application/openmetrics-text")
         if openmetrics:
             content_type = OPENMETRICS_TYPE
-        gzipped = gzip_accepted(self.headers.get("Accept-Encoding", ""))
+        gzip = self._gzip_accepted()
         # The cached part and the live process metrics, sent one after the other.
-        parts = self.routes.published.exposition.parts(openmetrics, gzipped)
-        extra = [("Content-Encoding", "gzip")] if gzipped else []
-        self._send(HTTPStatus.OK, parts, content_type, head=head, extra=extra)
+        parts = self.routes.published.exposition.parts(openmetrics, gzip)
+        self._send(HTTPStatus.OK, parts, content_type, head=head, gzip=gzip)
+
+    def _gzip_accepted(self) -> bool:
+        return gzip_accepted(self.headers.get("Accept-Encoding", ""))
 
     def _body_acceptable(self) -> bool:
         try:
@@ -184,13 +189,20 @@ class _Handler(ConnectionHandler):
         *,
         head: bool = False,
         extra: list[tuple[str, str]] | None = None,
+        gzip: bool = False,
     ) -> None:
+        """The answer; `gzip` says the body is gzipped already (`gzip_accepted` said so)."""
         parts = (body,) if isinstance(body, bytes) else body
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(sum(len(part) for part in parts)))
-        if self.routes.telemetry_path == self.path.split("?")[0]:
+        if gzip:
+            self.send_header("Content-Encoding", "gzip")
+        path = self.path.split("?")[0]
+        if path == self.routes.telemetry_path:
             self.send_header("Vary", "Accept, Accept-Encoding")
+        elif path == "/":
+            self.send_header("Vary", "Accept-Encoding")
         headers = self.routes.security.headers if self.routes.security else ()
         for name, value in [*headers, *(extra or [])]:
             self.send_header(name, value)

@@ -1,7 +1,8 @@
 """The sdist and the wheel a user installs: built as a packager builds them (`python -m build`,
 with build isolation, so the newest setuptools pyproject.toml allows comes from PyPI), they
 build without a deprecation warning and hold the package, the license and the README, and
-nothing else of the repository: no tests, no build debris.
+nothing else of the repository: no tests, no build debris. The build debris it leaves in the
+clone, as `pip install .` does, keeps `ruff` passing there.
 
 A new setuptools that deprecates something pyproject.toml says fails here first, long before
 it stops building the project. The build runs on a copy of the repository in a temporary
@@ -55,6 +56,7 @@ class Built:
     sdist: Path
     wheel: Path
     output: str
+    source: Path  # The copy of the repository it was built from, build debris and all.
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     assert result.returncode == 0, output[-4000:]
     (sdist,) = (tmp / "dist").glob("*.tar.gz")
     (wheel,) = (tmp / "dist").glob("*.whl")
-    return Built(sdist=sdist, wheel=wheel, output=output)
+    return Built(sdist=sdist, wheel=wheel, output=output, source=source)
 
 
 def _package_files() -> set[str]:
@@ -104,6 +106,19 @@ def _debris(names: list[str]) -> list[str]:
     """Tests, caches and build output, wherever they are."""
     unwanted = {"tests", "test", "__pycache__", "build", "dist", ".pytest_cache"}
     return [n for n in names if unwanted & set(n.split("/")) or n.endswith((".pyc", ".pyo"))]
+
+
+@pytest.mark.slow
+def test_lint_passes_in_a_clone_a_build_has_left_its_debris_in(built: Built) -> None:
+    """`pip install .` builds the same way, in the clone: setuptools' `build/` stays beside
+    pyproject.toml, and ruff must not take it for a package of the project."""
+    assert (built.source / "build").is_dir()
+    for command in (["check"], ["format", "--check"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, "--no-cache", "."],
+            cwd=built.source, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 @pytest.mark.slow

@@ -192,7 +192,7 @@ def panels_in_row(dashboard: dict[str, Any], title: str) -> dict[str, dict[str, 
     }
 
 
-def test_calls_row_shows_what_the_call_outcomes_issue_asks_for(dashboard: dict[str, Any]) -> None:
+def test_calls_row_shows_answers_outcomes_talk_time_and_spend(dashboard: dict[str, Any]) -> None:
     panels = panels_in_row(dashboard, "Calls")
     exprs = {title: " ".join(t["expr"] for t in p["targets"]) for title, p in panels.items()}
     assert "app_id:aivoice_call_results_answered:ratio_increase1h" in exprs["Answer rate (1h)"]

@@ -516,11 +516,6 @@ def recorded_rules() -> list[str]:
     return [rule["record"] for group in groups for rule in group["rules"] if "record" in rule]
 
 
-def rules_deduplicate_replicas() -> bool:
-    """Whether rules.yml drops the replica labels anywhere (`without (instance, ...)`)."""
-    return bool(re.search(r"without\s*\(\s*instance", RULES.read_text(encoding="utf-8")))
-
-
 Series = dict[tuple[tuple[str, str], ...], list[float]]
 
 
@@ -601,12 +596,6 @@ def test_every_recording_rule_agrees_once_the_test_merges_the_replicas(fleet: Fl
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    not rules_deduplicate_replicas(),
-    reason="prometheus/rules.yml keeps one series per replica (by instance): the rules that "
-    "merge replicas come with the monitoring mixin's part of issue 21",
-    strict=True,
-)
 def test_every_recording_rule_agrees_as_the_rules_merge_the_replicas(fleet: Fleet) -> None:
     problems = rules_agree(fleet, merge=False)
     assert not problems, "\n".join(problems)

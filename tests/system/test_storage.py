@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from tests.support.clock import SteppedClock
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for, write_config
 from tests.support.exposition import call_results, scraped
 from tests.support.processes import ExporterProcess, start_exporter_process
-from tests.support.tools import wait_until
+from tests.support.tools import require_tool, unavailable, wait_until
 
 A, B = APP_IDS
 DEADLINE = 120.0  # For what a loaded two-core machine may take: a poll, a start, a write.
@@ -258,15 +258,19 @@ def test_a_reload_drops_the_state_of_a_removed_app(run: Run) -> None:
     assert (run.state / file_name(A)).exists()
 
 
-def run_to_its_end(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    """The exporter run to its end with these flags and a config of one app (no simulator)."""
+def run_to_its_end(
+    tmp_path: Path, *flags: str, unprivileged: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """The exporter run to its end with these flags and a config of one app (no simulator);
+    `unprivileged`: as a process file permissions apply to, even when the test runs as root."""
     config = write_config(
         tmp_path / "config.yaml",
         {"accounts": [{"api_key": API_KEY, "api_secret": API_SECRET, "app_ids": [A]}]},
     )
     config.chmod(0o600)  # Else a warning that the secret in it is readable comes first.
+    wrapper = without_root_privileges() if unprivileged else []
     return subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.file", str(config), *flags],
+        [*wrapper, sys.executable, "-m", "exporter", "--config.file", str(config), *flags],
         capture_output=True,
         text=True,
         timeout=DEADLINE,
@@ -286,9 +290,87 @@ def test_a_directory_that_cannot_be_written_exits_2_naming_it(tmp_path: Path) ->
     ]
 
 
-def test_config_check_reports_the_state_directory(tmp_path: Path) -> None:
-    state = tmp_path / "state"
+def without_root_privileges() -> list[str]:
+    """A command prefix under which permission bits hold: none for another user, and for root
+    a user namespace of its own (`unshare --user`), in which root overrides no permission."""
+    if os.geteuid() != 0:
+        return []
+    unshare = [require_tool("unshare"), "--user"]
+    if subprocess.run([*unshare, "true"], capture_output=True, timeout=30).returncode != 0:
+        unavailable("`unshare --user` cannot make a user namespace here")
+    return unshare
+
+
+def test_config_check_reports_the_state_directory_and_leaves_none_behind(tmp_path: Path) -> None:
+    state = tmp_path / "new" / "state"
     finished = run_to_its_end(tmp_path, "--storage.path", str(state), "--config.check")
     assert finished.returncode == 0, finished.stderr
     assert f"call state kept in {state}" in finished.stdout
-    assert StateStore(state).load([A]) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+
+
+def directory_as_it_is(directory: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every entry's mode, modification time and bytes, the directory's own under "."."""
+    entries = {".": directory.stat()}
+    entries.update({path.name: path.stat() for path in directory.iterdir()})
+    return {
+        name: (
+            stat.st_mode,
+            stat.st_mtime_ns,
+            b"" if name == "." else (directory / name).read_bytes(),
+        )
+        for name, stat in entries.items()
+    }
+
+
+def test_config_check_leaves_an_existing_state_directory_as_it_was(tmp_path: Path) -> None:
+    """Not even what a start-up removes: another app's state, a write a kill cut short."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    StateStore(state)  # The file names and formats are the store's own.
+    (state / file_name(A)).write_bytes(b'{"format": "aivoice-exporter call state"}\n')
+    (state / file_name("REMOVED_APP")).write_bytes(b"{}\n")
+    (state / ".tmp-cut-short").write_bytes(b"{")
+    os.utime(state, ns=(1_000_000_000, 1_000_000_000))  # A change would show on any clock.
+    before = directory_as_it_is(state)
+    finished = run_to_its_end(tmp_path, "--storage.path", str(state), "--config.check")
+    assert finished.returncode == 0, finished.stderr
+    assert directory_as_it_is(state) == before
+
+
+def a_regular_file(tmp_path: Path) -> Path:
+    path = tmp_path / "a-file"
+    path.write_text("")
+    return path
+
+
+def a_directory_it_may_not_write(tmp_path: Path) -> Path:
+    path = tmp_path / "locked"
+    path.mkdir(mode=0o500)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda tmp: a_regular_file(tmp) / "state", "Not a directory"),
+        (a_regular_file, "File exists"),
+        (lambda tmp: a_directory_it_may_not_write(tmp) / "state", "Permission denied"),
+        (a_directory_it_may_not_write, "Permission denied"),
+    ],
+    ids=["under-a-file", "a-file", "in-a-locked-directory", "a-locked-directory"],
+)
+def test_config_check_exits_2_naming_the_flag_when_the_directory_cannot_be_written(
+    tmp_path: Path, make: Callable[[Path], Path], reason: str
+) -> None:
+    """Judged from what exists, with the permission bits holding (no root override)."""
+    state = make(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    finished = run_to_its_end(
+        tmp_path, "--storage.path", str(state), "--config.check", unprivileged=True
+    )
+    assert finished.returncode == 2
+    assert finished.stderr.splitlines() == [
+        f"aivoice-exporter: config error: --storage.path: {state}: cannot write there: {reason}"
+    ]
+    assert sorted(p for p in tmp_path.rglob("*") if p.name != "config.yaml") == before

@@ -7,6 +7,7 @@ formats are tested with the server.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,17 +15,19 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.api.stats import TASK_LIST
+from exporter.api.stats import GET_BALANCE, TASK_LIST
 from exporter.config.load import parse_config
 from exporter.config.shard import Shard
 from exporter.daemon import Daemon
 from exporter.simulator import Faults, Simulator
+from exporter.snapshot import EndpointStats
 from tests.support.browser import parse
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for
 from tests.support.records import record
 from tests.support.tools import wait_until
 
 A, B = APP_IDS
+RELOADS_DURING_READS = 30
 
 
 def values(text: str, name: str) -> dict[tuple, float]:
@@ -250,6 +253,42 @@ def test_balance_reads_beside_busy_polls_stay_within_the_connection_pool(
             what="eight balance reads",
         )
     assert not [r for r in caplog.records if r.name.startswith("urllib3")], caplog.text
+
+
+@pytest.mark.slow
+def test_balance_reads_never_fail_across_reloads(
+    simulator: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each reload swaps in new clients while the balance reader reads without a pause. At 10
+    requests a second a read mostly waits for its slot in the rate limit of the client it
+    borrowed, so the reloads land in reads under way: those end on their own client."""
+    document = config_for(simulator, api={"max_requests_per_second": 10}, balance={"enabled": True})
+    daemon = Daemon(parse_config(document, {}), load_config=lambda: parse_config(document, {}))
+    stop = threading.Event()
+
+    def read_continuously() -> None:
+        while not stop.is_set():
+            daemon.balance.read_all()
+
+    def balance_requests() -> EndpointStats:
+        return daemon.balance.snapshot().requests[API_KEY].endpoints[GET_BALANCE]
+
+    reader = threading.Thread(target=read_continuously)
+    with caplog.at_level(logging.WARNING):
+        reader.start()
+        try:
+            for _ in range(RELOADS_DURING_READS):
+                done = balance_requests().requests
+                wait_until(lambda n=done: balance_requests().requests > n, what="one more read")
+                assert daemon.reload()
+        finally:
+            stop.set()
+            reader.join(timeout=60)
+            daemon.stop()
+    assert balance_requests().requests > RELOADS_DURING_READS
+    assert {code: n for code, n in balance_requests().errors.items() if n} == {}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert daemon.balance.snapshot().accounts[0].up
 
 
 def two_accounts(simulator: Simulator) -> dict[str, Any]:

@@ -146,6 +146,20 @@ def test_a_closed_port_says_it_could_not_connect() -> None:
     assert "could not connect" in error.detail
 
 
+def test_a_closed_transport_sends_nothing_and_opens_no_connection(api: HostileApi) -> None:
+    """Closing is for good: a transport that opened new pools after it was closed would hold
+    their connections with nothing left to close them."""
+    api.always(page([record(1)]))
+    transport = Transport(api.url(), timeout_seconds=1.0, max_response_bytes=MAX_BYTES, pool_size=1)
+    transport.send("POST", api.url(), {}, b"{}")
+    transport.close()
+    error, _ = failure(lambda: transport.send("POST", api.url(), {}, b"{}"))
+    assert error.code == "connection"
+    assert "closed" in error.detail
+    assert len(api.requests) == 1
+    assert api.connections_accepted == 1
+
+
 @pytest.mark.parametrize(
     ("header", "seconds"),
     [("3", 3.0), ("3600", 300.0), ("Thu, 01 Jan 1970 00:00:10 GMT", 10.0), ("soon", None)],

@@ -3,6 +3,7 @@ simulator; the stale rule; reloads. Clocks are the test's: nothing waits in real
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 
@@ -50,7 +51,7 @@ class Harness:
         self.configure(config)
         self.poller = BalancePoller(
             config,
-            client_for=self.clients.get,
+            borrow=lambda app_id: contextlib.nullcontext(self.clients.get(app_id)),
             publish=self.published.append,
             stop=threading.Event(),
             clock=self.wall,

@@ -14,7 +14,15 @@ from exporter.api.records import CallRecord
 from exporter.calls import storage
 from exporter.calls.counts import AppResume, RememberedCall, call_digest
 from exporter.calls.ledger import CallLedger
-from exporter.calls.storage import FAILURE, SUCCESS, StateStore, check_directory, decode, encode
+from exporter.calls.storage import (
+    FAILURE,
+    SUCCESS,
+    StateStore,
+    check_directory,
+    decode,
+    encode,
+    judge_directory,
+)
 from exporter.config.model import Account, CallsConfig, Config, ConfigError
 from tests.support.clock import FakeClock
 
@@ -260,6 +268,24 @@ def test_a_directory_is_made_private_and_left_empty(tmp_path: Path) -> None:
     directory = check_directory(str(tmp_path / "a" / "b"))
     assert directory.is_dir() and os.listdir(directory) == []
     assert directory.stat().st_mode & 0o077 == 0
+
+
+def test_judging_a_directory_that_could_be_made_makes_nothing(tmp_path: Path) -> None:
+    assert judge_directory(str(tmp_path / "a" / "b")) == tmp_path / "a" / "b"
+    assert os.listdir(tmp_path) == []
+
+
+def test_judging_a_directory_under_a_file_is_the_same_config_error_as_making_it(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    wanted = str(blocker / "state")
+    with pytest.raises(ConfigError) as judged:
+        judge_directory(wanted)
+    with pytest.raises(ConfigError) as made:
+        check_directory(wanted)
+    assert str(judged.value) == str(made.value)
 
 
 def test_a_file_of_ten_thousand_calls_stays_small() -> None:

@@ -101,6 +101,34 @@ def test_the_status_page_is_sent_with_a_policy_that_allows_no_script(served: str
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_the_status_page_is_gzipped_when_asked_and_says_it_varies_by_encoding(
+    served: str, method: str
+) -> None:
+    host, port = served.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        answers = []
+        for encoding in ("gzip", "identity"):
+            connection.request(method, "/", headers={"Accept-Encoding": encoding})
+            response = connection.getresponse()
+            answers.append((response.getheaders(), response.read()))
+    finally:
+        connection.close()
+    (zipped, zipped_body), *plain = answers
+    assert dict(zipped)["Content-Encoding"] == "gzip"
+    for headers, _ in plain:
+        assert "Content-Encoding" not in dict(headers)
+    for headers, _ in answers:
+        assert dict(headers)["Vary"] == "Accept-Encoding"
+    if method == "GET":
+        page = plain[0][1]
+        assert page.startswith(b"<!doctype html>") and gzip.decompress(zipped_body) == page
+        assert int(dict(zipped)["Content-Length"]) == len(zipped_body) < len(page)
+    else:
+        assert zipped_body == b""
+
+
 def test_a_request_body_over_the_limit_gets_413(served: str) -> None:
     response = requests.post(served + "/-/reload", data=b"x" * 1_000_000, timeout=5)
     assert response.status_code == 413
