@@ -8,7 +8,8 @@
 // however many replicas export it (`max without (instance, pod)`, as rules.yml does), so they
 // fire once, with no `instance`, and only when no replica sees things well (an app's polls
 // fail on every replica). The alerts about a process (down, its config, its clock, its IP, its
-// disk) keep `instance` and fire for each process concerned. A dead process whose shard still
+// disk) keep `instance` and the other labels that tell processes apart (replicaLabels), and
+// fire for each process concerned. A dead process whose shard still
 // has a live replica is AivoiceShardDegraded, not AivoiceExporterDown. The defaults of their
 // numbers (each one named in config.libsonnet):
 //   AivoiceExporterDown                 up == 0 for 5m, no live replica of its shard  critical
@@ -70,9 +71,9 @@ local folded = lib.folded;
             // last day) is left to AivoiceShardDegraded: its apps are still watched.
             expr: |||
               up{%(upSelector)s} == 0
-              unless on (%(job)s, instance)
+              unless on (%(job)s, %(replicas)s)
                 (
-                  count_values by (%(job)s, instance) ("shard", last_over_time(aivoice_exporter_shard%(sel)s[1d]))
+                  count_values by (%(job)s, %(replicas)s) ("shard", last_over_time(aivoice_exporter_shard%(sel)s[1d]))
                   and on (%(job)s, shard)
                     shard:aivoice_exporter_shard:count
                 )
@@ -167,7 +168,7 @@ local folded = lib.folded;
             alert: 'AivoiceClockSkew',
             // Per process: the clock is its host's, so each replica is told apart.
             expr: |||
-              sum by (%(job)s, instance, app_id, code) (increase(aivoice_api_errors_total{%(selAnd)scode="-4"}[5m])) > 0
+              sum by (%(job)s, %(replicas)s, app_id, code) (increase(aivoice_api_errors_total{%(selAnd)scode="-4"}[5m])) > 0
             ||| % v,
             'for': c.clockSkewFor,
             labels: { severity: 'warning' },
@@ -185,7 +186,7 @@ local folded = lib.folded;
             alert: 'AivoiceIpNotAllowed',
             // Per process: the egress IP is its node's, so each replica is told apart.
             expr: |||
-              sum by (%(job)s, instance, app_id, code) (increase(aivoice_api_errors_total{%(selAnd)scode="-6"}[5m])) > 0
+              sum by (%(job)s, %(replicas)s, app_id, code) (increase(aivoice_api_errors_total{%(selAnd)scode="-6"}[5m])) > 0
             ||| % v,
             'for': c.ipNotAllowedFor,
             labels: { severity: 'warning' },
@@ -400,9 +401,9 @@ local folded = lib.folded;
             // success while failures come is a state directory that cannot be written (disk full,
             // read-only volume), not one unlucky write. Per process: each replica has its own disk.
             expr: |||
-              sum by (%(job)s, instance) (increase(aivoice_storage_writes_total{%(selAnd)sresult="failure"}[15m])) > 0
+              sum by (%(job)s, %(replicas)s) (increase(aivoice_storage_writes_total{%(selAnd)sresult="failure"}[15m])) > 0
               unless
-              sum by (%(job)s, instance) (increase(aivoice_storage_writes_total{%(selAnd)sresult="success"}[15m])) > 0
+              sum by (%(job)s, %(replicas)s) (increase(aivoice_storage_writes_total{%(selAnd)sresult="success"}[15m])) > 0
             ||| % v,
             'for': c.storageWritesFailingFor,
             labels: { severity: 'warning' },

@@ -5,7 +5,8 @@
 // dashboard's $job variable and Alertmanager's grouping keep working on recorded series.
 //
 // Replicas. Every process of a shard polls its accounts in full, so two replicas export the same
-// series, differing only in their target labels `instance` and, on Kubernetes, `pod`. Every rule
+// series, differing only in their target labels `instance` and, on Kubernetes, `pod` (the
+// mixin's replicaLabels; `(instance, pod)` below stands for them). Every rule
 // reads the exporter's series replica by replica first (rate, increase, deriv, changes: each on
 // its own series, so a counter reset of one restarted replica is one reset of one series), then
 // keeps one value per series with `max without (instance, pod)` (the replica that has seen the
@@ -40,7 +41,8 @@
 //
 // Shards (--shard, --total-shards): every process exports aivoice_exporter_shard (its shard) and
 // aivoice_exporter_total_shards. A process whose scrape fails drops out of them at once (its
-// series go stale), so counting them counts the live processes of each shard.
+// series go stale), so counting them counts the live processes of each shard. A process is told
+// apart from the others by its replica labels (replicaLabels: `instance`, `pod`).
 local lib = import '../lib/promql.libsonnet';
 
 {
@@ -353,8 +355,8 @@ local lib = import '../lib/promql.libsonnet';
             expr: |||
               max by (%(job)s, shard) (
                 aivoice_exporter_shard%(sel)s
-                * on (%(job)s, instance) group_left (shard)
-                  count_values by (%(job)s, instance) ("shard", aivoice_exporter_shard%(sel)s)
+                * on (%(job)s, %(replicas)s) group_left (shard)
+                  count_values by (%(job)s, %(replicas)s) ("shard", aivoice_exporter_shard%(sel)s)
               )
             ||| % v,
           },
