@@ -3,7 +3,7 @@
 The settings are a setup unlike the default one: the exporter's series are those of job "voice"
 (`aivoiceSelector`), its replicas are told apart by a `replica` label (`replicaLabels`; the two
 replicas of a shard have the same `instance` and `pod`), and one Prometheus holds two clusters
-(`showMultiCluster`). The same day of the exporter's series (tests/mixin/test_replicas.py's) is
+(`showMultiCluster`). The same day of the exporter's series (tests/support/series.py) is
 written once per cluster as that setup scrapes it, and once per cluster as the default setup
 does (a job per cluster, replicas told apart by `instance` and `pod`), with a second shard whose
 processes die early (so the shard rules have something to say). promtool then evaluates both
@@ -26,19 +26,19 @@ import pytest
 import yaml
 
 from mixin import render
-from tests.mixin.test_replicas import (
+from tests.support.mixin import all_panels
+from tests.support.series import (
     EVAL_MINUTES,
     MINUTES,
     PER_TARGET_PANELS,
     TOLERANCE,
     Series,
-    _app_series,
-    _selector,
-    _values,
+    app_series,
     dashboard_query,
     exporter_series,
+    series_selector,
+    series_values,
 )
-from tests.support.mixin import all_panels
 from tests.support.tools import require_tool
 
 SETTINGS = {
@@ -60,7 +60,7 @@ def _cluster_series(cluster: str) -> list[Series]:
     """One cluster's exporter series as each process of shard 0 exports them (no `up`)."""
     scales = {name: (one, two) for name, one, two in ANSWERED_AT}[cluster]
     shared = [s for s in exporter_series() if "app_id" not in s.labels and s.metric != "up"]
-    return _app_series("APP1", "main", scales[0]) + _app_series("APP2", "other", scales[1]) + shared
+    return app_series("APP1", "main", scales[0]) + app_series("APP2", "other", scales[1]) + shared
 
 
 def _process_labels(cluster: str, index: int, configured: bool) -> dict[str, str]:
@@ -88,17 +88,19 @@ def input_series() -> list[dict[str, str]]:
                     if shard:
                         values = f"{value}+0x{SHARD_DIES_AT} stale"
                     else:
-                        values = _values(Series(metric, {}, value), restarted and metric != "up")
-                    written.append({"series": _selector(metric, labels), "values": values})
+                        values = series_values(
+                            Series(metric, {}, value), restarted and metric != "up"
+                        )
+                    written.append({"series": series_selector(metric, labels), "values": values})
                 if shard:
                     continue
                 for series in _cluster_series(cluster):
-                    values = _values(series, restarted)
+                    values = series_values(series, restarted)
                     if series.landed and index == 1:
                         values = f"0x{MINUTES}"
                     written.append(
                         {
-                            "series": _selector(series.metric, {**labels, **series.labels}),
+                            "series": series_selector(series.metric, {**labels, **series.labels}),
                             "values": values,
                         }
                     )
