@@ -83,9 +83,9 @@ local folded = lib.folded;
             annotations: {
               summary: 'aivoice exporter {{ $labels.instance }} is down',
               description: folded(|||
-                Prometheus has failed to scrape {{ $labels.instance }} (job {{ $labels.job }})
-                for %(exporterDownFor)s, and no other process serves its shard. No AI-voice data is being
-                collected and no other aivoice alert can fire for the apps it polls.
+                Prometheus has failed to scrape {{ $labels.instance }} (job {{ $labels.job }}) for
+                %(exporterDownFor)s, and no other process serves its shard. No AI-voice data is
+                being collected and no other aivoice alert can fire for the apps it polls.
               ||| % t),
               runbook_url: runbook('AivoiceExporterDown'),
             },
@@ -95,18 +95,20 @@ local folded = lib.folded;
             // The API-code alerts sum over `endpoint`: one alert per app and code, whether taskList
             // or recordQuery got the answer.
             expr: |||
-              sum by (%(job)s, app_id, code) (max without (%(replicas)s) (increase(aivoice_api_errors_total{%(selAnd)sapp_id!="", code=~"-1|-49|-57|-58|-59"}[5m]))) > 0
+              sum by (%(job)s, app_id, code) (max without (%(replicas)s) (
+                increase(aivoice_api_errors_total{%(selAnd)sapp_id!="", code=~"-1|-49|-57|-58|-59"}[5m])
+              )) > 0
             ||| % v,
             'for': c.authenticationFailingFor,
             labels: { severity: 'critical' },
             annotations: {
               summary: 'AI-voice app {{ $labels.app_id }}: authentication failing (code {{ $labels.code }})',
               description: folded(|||
-                The API answered code {{ $labels.code }} to about {{ $value | printf "%%.0f" }} requests for
-                app {{ $labels.app_id }} (from each replica) in the last 5 minutes, and has
-                kept doing so for %(authenticationFailingFor)s (-1 wrong api_key/api_secret, -49 account not
-                authenticated, -57/-58/-59 Sign/Timestamp/Api-Key header empty). No data is
-                collected for this app until it is fixed.
+                The API answered code {{ $labels.code }} to about {{ $value | printf "%%.0f" }}
+                requests for app {{ $labels.app_id }} (from each replica) in the last 5 minutes, and
+                has kept doing so for %(authenticationFailingFor)s (-1 wrong api_key/api_secret, -49
+                account not authenticated, -57/-58/-59 Sign/Timestamp/Api-Key header empty). No data
+                is collected for this app until it is fixed.
               ||| % t),
               runbook_url: runbook('AivoiceAuthenticationFailing'),
             },
@@ -123,8 +125,8 @@ local folded = lib.folded;
               summary: 'AI-voice app {{ $labels.app_id }}: polls failing',
               description: folded(|||
                 Every poll of app {{ $labels.app_id }} (by every replica that polls it) has failed
-                for %(appPollsFailingFor)s. The exporter keeps serving the app's last good data until
-                poll.stale_after_seconds, then drops its task series. The error codes are in
+                for %(appPollsFailingFor)s. The exporter keeps serving the app's last good data
+                until poll.stale_after_seconds, then drops its task series. The error codes are in
                 aivoice_api_errors_total{endpoint="taskList"} and in the exporter's log.
               ||| % t),
               runbook_url: runbook('AivoiceAppPollsFailing'),
@@ -140,9 +142,10 @@ local folded = lib.folded;
             annotations: {
               summary: 'aivoice exporter {{ $labels.instance }}: config reload failed',
               description: folded(|||
-                The latest config reload of {{ $labels.instance }} failed %(configReloadFailedMinutes)s or more minutes ago.
-                The exporter keeps running the previous config, so the change is not in effect,
-                and the next restart will fail with the same error.
+                The latest config reload of {{ $labels.instance }} failed
+                %(configReloadFailedMinutes)s or more minutes ago. The exporter keeps running the
+                previous config, so the change is not in effect, and the next restart will fail with
+                the same error.
               ||| % t),
               runbook_url: runbook('AivoiceConfigReloadFailed'),
             },
@@ -157,9 +160,9 @@ local folded = lib.folded;
             annotations: {
               summary: 'AI-voice app {{ $labels.app_id }}: data is stale',
               description: folded(|||
-                The last clean poll of app {{ $labels.app_id }} (by any replica) was
-                {{ $value | humanizeDuration }} ago (threshold %(dataStaleSeconds)s). Either its polls fail
-                or the exporter's poller has stopped.
+                The last clean poll of app {{ $labels.app_id }} (by any replica) was {{ $value |
+                humanizeDuration }} ago (threshold %(dataStaleSeconds)s). Either its polls fail or
+                the exporter's poller has stopped.
               ||| % t),
               runbook_url: runbook('AivoiceDataStale'),
             },
@@ -175,9 +178,10 @@ local folded = lib.folded;
             annotations: {
               summary: 'AI-voice app {{ $labels.app_id }}: Timestamp rejected, host clock is probably off',
               description: folded(|||
-                The API answered -4 (timestamp expired) to about {{ $value | printf "%.0f" }} requests for
-                app {{ $labels.app_id }} from {{ $labels.instance }} in the last 5 minutes. The
-                signed Timestamp comes from the exporter host's clock: check its time sync.
+                The API answered -4 (timestamp expired) to about {{ $value | printf "%.0f" }}
+                requests for app {{ $labels.app_id }} from {{ $labels.instance }} in the last 5
+                minutes. The signed Timestamp comes from the exporter host's clock: check its time
+                sync.
               |||),
               runbook_url: runbook('AivoiceClockSkew'),
             },
@@ -193,9 +197,9 @@ local folded = lib.folded;
             annotations: {
               summary: 'AI-voice app {{ $labels.app_id }}: exporter IP not allowed',
               description: folded(|||
-                The API answered -6 (restricted IP access) to about {{ $value | printf "%.0f" }} requests
-                for app {{ $labels.app_id }} from {{ $labels.instance }} in the last 5 minutes.
-                The exporter's public egress IP is not on the account's IP allow list.
+                The API answered -6 (restricted IP access) to about {{ $value | printf "%.0f" }}
+                requests for app {{ $labels.app_id }} from {{ $labels.instance }} in the last 5
+                minutes. The exporter's public egress IP is not on the account's IP allow list.
               |||),
               runbook_url: runbook('AivoiceIpNotAllowed'),
             },
@@ -203,17 +207,19 @@ local folded = lib.folded;
           {
             alert: 'AivoiceAppMissing',
             expr: |||
-              sum by (%(job)s, app_id, code) (max without (%(replicas)s) (increase(aivoice_api_errors_total{%(selAnd)scode=~"-37|-50"}[5m]))) > 0
+              sum by (%(job)s, app_id, code) (max without (%(replicas)s) (
+                increase(aivoice_api_errors_total{%(selAnd)scode=~"-37|-50"}[5m])
+              )) > 0
             ||| % v,
             'for': c.appMissingFor,
             labels: { severity: 'warning' },
             annotations: {
               summary: 'AI-voice app {{ $labels.app_id }}: app missing or not set up (code {{ $labels.code }})',
               description: folded(|||
-                The API answered {{ $labels.code }} to about {{ $value | printf "%.0f" }} requests for app
-                {{ $labels.app_id }} (from each replica) in the last 5 minutes (-37 the
-                application does not exist, -50 the application is not quoted). Check app_ids in
-                the exporter's config against the vendor console.
+                The API answered {{ $labels.code }} to about {{ $value | printf "%.0f" }} requests
+                for app {{ $labels.app_id }} (from each replica) in the last 5 minutes (-37 the
+                application does not exist, -50 the application is not quoted). Check app_ids in the
+                exporter's config against the vendor console.
               |||),
               runbook_url: runbook('AivoiceAppMissing'),
             },
@@ -229,9 +235,9 @@ local folded = lib.folded;
             annotations: {
               summary: 'AI-voice app {{ $labels.app_id }}: {{ $value | humanizePercentage }} of {{ $labels.endpoint }} requests failing',
               description: folded(|||
-                {{ $value | humanizePercentage }} of the {{ $labels.endpoint }} requests for app
-                {{ $labels.app_id }} failed over the last 5 minutes (the worse replica's share),
-                above %(apiErrorRatio)s for %(apiErrorRatioFor)s (retries included). The codes are in
+                {{ $value | humanizePercentage }} of the {{ $labels.endpoint }} requests for app {{
+                $labels.app_id }} failed over the last 5 minutes (the worse replica's share), above
+                %(apiErrorRatio)s for %(apiErrorRatioFor)s (retries included). The codes are in
                 aivoice_api_errors_total{endpoint="{{ $labels.endpoint }}"}.
               ||| % t),
               runbook_url: runbook('AivoiceApiErrorRatioHigh'),
@@ -249,8 +255,8 @@ local folded = lib.folded;
             annotations: {
               summary: 'AI-voice task {{ $labels.name }} ({{ $labels.job_id }}) is running but makes no progress',
               description: folded(|||
-                Task {{ $labels.name }} (job_id {{ $labels.job_id }}) of app {{ $labels.app_id }}
-                is IN_PROCESS but its completed calls have stayed at {{ $value }} for 30 minutes.
+                Task {{ $labels.name }} (job_id {{ $labels.job_id }}) of app {{ $labels.app_id }} is
+                IN_PROCESS but its completed calls have stayed at {{ $value }} for 30 minutes.
               |||),
               runbook_url: runbook('AivoiceTaskStalled'),
             },
@@ -271,8 +277,8 @@ local folded = lib.folded;
             annotations: {
               summary: 'AI-voice task {{ $labels.name }} ({{ $labels.job_id }}) finished with {{ $value | humanizePercentage }} of its calls completed',
               description: folded(|||
-                Task {{ $labels.name }} (job_id {{ $labels.job_id }}) of app {{ $labels.app_id }}
-                is COMPLETED with only {{ $value | humanizePercentage }} of its calls completed
+                Task {{ $labels.name }} (job_id {{ $labels.job_id }}) of app {{ $labels.app_id }} is
+                COMPLETED with only {{ $value | humanizePercentage }} of its calls completed
                 (threshold %(taskFinishedLowCompletionRatio)s).
               ||| % t),
               runbook_url: runbook('AivoiceTaskFinishedLowCompletion'),
@@ -289,10 +295,10 @@ local folded = lib.folded;
             annotations: {
               summary: 'AI-voice app {{ $labels.app_id }}: call record polls failing',
               description: folded(|||
-                Every recordQuery poll of app {{ $labels.app_id }} (by every replica that polls
-                it) has failed for %(callRecordsFailingFor)s. Task metrics are unaffected; until the polls recover,
-                call outcomes come only from the push, if it is set up. The error codes are in
-                aivoice_api_errors_total{endpoint="recordQuery"}.
+                Every recordQuery poll of app {{ $labels.app_id }} (by every replica that polls it)
+                has failed for %(callRecordsFailingFor)s. Task metrics are unaffected; until the
+                polls recover, call outcomes come only from the push, if it is set up. The error
+                codes are in aivoice_api_errors_total{endpoint="recordQuery"}.
               ||| % t),
               runbook_url: runbook('AivoiceCallRecordsFailing'),
             },
@@ -314,9 +320,9 @@ local folded = lib.folded;
             annotations: {
               summary: 'AI-voice app {{ $labels.app_id }}: answer rate {{ $value | humanizePercentage }}, under %(answerRateShare)s of last week\'s' % t,
               description: folded(|||
-                Only {{ $value | humanizePercentage }} of the calls of app {{ $labels.app_id }}
-                that ended in the last hour were answered, less than
-                %(answerRateShareOfThe)s rate of the same hour a week earlier, for %(answerRateLowFor)s. The outcomes are in
+                Only {{ $value | humanizePercentage }} of the calls of app {{ $labels.app_id }} that
+                ended in the last hour were answered, less than %(answerRateShareOfThe)s rate of the
+                same hour a week earlier, for %(answerRateLowFor)s. The outcomes are in
                 aivoice_call_results_total.
               ||| % t),
               runbook_url: runbook('AivoiceAnswerRateLow'),
@@ -335,9 +341,9 @@ local folded = lib.folded;
               summary: 'AI-voice app {{ $labels.app_id }}: {{ $value | humanizePercentage }} of calls fail on the line',
               description: folded(|||
                 {{ $value | humanizePercentage }} of the calls of app {{ $labels.app_id }} that
-                ended in the last 15 minutes failed with
-                FROM_PHONE_ERROR or SYSTEM_ERROR, above %(lineFaultRatio)s for %(lineFailingFor)s: the calling line is
-                in arrears or down, or the platform is at fault. The numbers dialled are used up.
+                ended in the last 15 minutes failed with FROM_PHONE_ERROR or SYSTEM_ERROR, above
+                %(lineFaultRatio)s for %(lineFailingFor)s: the calling line is in arrears or down,
+                or the platform is at fault. The numbers dialled are used up.
               ||| % t),
               runbook_url: runbook('AivoiceLineFailing'),
             },
@@ -355,9 +361,8 @@ local folded = lib.folded;
               summary: 'AI-voice app {{ $labels.app_id }}: {{ $value | humanizePercentage }} of calls lost for want of an AI seat',
               description: folded(|||
                 {{ $value | humanizePercentage }} of the calls of app {{ $labels.app_id }} that
-                ended in the last 15 minutes ended as CALL_LOSS,
-                above %(callLossRatio)s for %(callLossFor)s: calls were connected with no free AI concurrency to
-                take them.
+                ended in the last 15 minutes ended as CALL_LOSS, above %(callLossRatio)s for
+                %(callLossFor)s: calls were connected with no free AI concurrency to take them.
               ||| % t),
               runbook_url: runbook('AivoiceCallLoss'),
             },
@@ -388,9 +393,9 @@ local folded = lib.folded;
               summary: 'aivoice job {{ $labels.job }}: call-record pushes rejected ({{ $labels.reason }})',
               description: folded(|||
                 About {{ $value | printf "%%.0f" }} call-record pushes to job {{ $labels.job }} were
-                turned away in the last 10 minutes, for %(pushRejectedFor)s (not_found: answered 404, the
-                URL's token or path is wrong; record_rejected: a record for an app not in the
-                config, or one that could not be read). Those calls are not counted.
+                turned away in the last 10 minutes, for %(pushRejectedFor)s (not_found: answered
+                404, the URL's token or path is wrong; record_rejected: a record for an app not in
+                the config, or one that could not be read). Those calls are not counted.
               ||| % t),
               runbook_url: runbook('AivoicePushRejected'),
             },
@@ -410,10 +415,11 @@ local folded = lib.folded;
             annotations: {
               summary: 'aivoice exporter {{ $labels.instance }}: the call state cannot be written',
               description: folded(|||
-                About {{ $value | printf "%%.0f" }} writes of the call state on {{ $labels.instance }}
-                failed in the last 15 minutes and none succeeded, for %(storageWritesFailingFor)s. The exporter
-                keeps counting, but a restart now resumes from an old state: calls that ended while
-                it was down may be missed or counted again.
+                About {{ $value | printf "%%.0f" }} writes of the call state on {{ $labels.instance
+                }} failed in the last 15 minutes and none succeeded, for
+                %(storageWritesFailingFor)s. The exporter keeps counting, but a restart now resumes
+                from an old state: calls that ended while it was down may be missed or counted
+                again.
               ||| % t),
               runbook_url: runbook('AivoiceStorageWritesFailing'),
             },
@@ -439,10 +445,10 @@ local folded = lib.folded;
             annotations: {
               summary: 'AI-voice account {{ $labels.account }}: balance runs out within %(balanceRunningOutHorizon)s' % t,
               description: folded(|||
-                At the rate it fell over the last 6 hours, the balance of account
-                {{ $labels.account }} reaches zero within %(balanceRunningOutHorizonSeconds)s
-                (predicted {{ $value | printf "%%.2f" }} in %(balanceRunningOutHorizonSeconds)s). When it does, calls fail with
-                FROM_PHONE_ERROR and new tasks get -3. Top up the account.
+                At the rate it fell over the last 6 hours, the balance of account {{ $labels.account
+                }} reaches zero within %(balanceRunningOutHorizonSeconds)s (predicted {{ $value |
+                printf "%%.2f" }} in %(balanceRunningOutHorizonSeconds)s). When it does, calls fail
+                with FROM_PHONE_ERROR and new tasks get -3. Top up the account.
               ||| % t),
               runbook_url: runbook('AivoiceBalanceRunningOut'),
             },
@@ -463,11 +469,11 @@ local folded = lib.folded;
             annotations: {
               summary: 'AI-voice {{ with $labels.account }}account {{ . }}{{ else }}app {{ $labels.app_id }}{{ end }}: balance exhausted',
               description: folded(|||
-                {{ if $labels.account }}The balance of account {{ $labels.account }} is
-                {{ $value | printf "%.2f" }}{{ else }}The API answered -3 (insufficient balance)
-                to about {{ $value | printf "%.0f" }} requests for app {{ $labels.app_id }} in the
-                last 10 minutes{{ end }}. Calls fail with
-                FROM_PHONE_ERROR and new tasks are refused until the account is topped up.
+                {{ if $labels.account }}The balance of account {{ $labels.account }} is {{ $value |
+                printf "%.2f" }}{{ else }}The API answered -3 (insufficient balance) to about {{
+                $value | printf "%.0f" }} requests for app {{ $labels.app_id }} in the last 10
+                minutes{{ end }}. Calls fail with FROM_PHONE_ERROR and new tasks are refused until
+                the account is topped up.
               |||),
               runbook_url: runbook('AivoiceBalanceExhausted'),
             },
@@ -482,10 +488,10 @@ local folded = lib.folded;
             annotations: {
               summary: 'AI-voice account {{ $labels.account }}: balance query failing',
               description: folded(|||
-                The balance query (getBalance) of account {{ $labels.account }} has failed on
-                every replica for %(balanceUnavailableFor)s. The last good balance is kept
-                for poll.stale_after_seconds, then dropped, and the balance alerts go blind. The
-                codes are in aivoice_api_errors_total{endpoint="getBalance"}.
+                The balance query (getBalance) of account {{ $labels.account }} has failed on every
+                replica for %(balanceUnavailableFor)s. The last good balance is kept for
+                poll.stale_after_seconds, then dropped, and the balance alerts go blind. The codes
+                are in aivoice_api_errors_total{endpoint="getBalance"}.
               ||| % t),
               runbook_url: runbook('AivoiceBalanceUnavailable'),
             },
@@ -512,10 +518,10 @@ local folded = lib.folded;
             annotations: {
               summary: 'aivoice job {{ $labels.job }}: {{ if eq $labels.shard "unknown" }}{{ $value }} shard(s){{ else }}shard {{ $labels.shard }}{{ end }} with no live process',
               description: folded(|||
-                {{ if eq $labels.shard "unknown" }}{{ $value }} of the job's shards, never served
-                in the last day, have{{ else }}Shard {{ $labels.shard }} has{{ end }} had no live
-                process (none answering its scrape) for %(shardMissingFor)s. The accounts hashed to it are
-                not polled, their pushes are not counted, and no other alert fires for them.
+                {{ if eq $labels.shard "unknown" }}{{ $value }} of the job's shards, never served in
+                the last day, have{{ else }}Shard {{ $labels.shard }} has{{ end }} had no live
+                process (none answering its scrape) for %(shardMissingFor)s. The accounts hashed to
+                it are not polled, their pushes are not counted, and no other alert fires for them.
               ||| % t),
               runbook_url: runbook('AivoiceShardMissing'),
             },
@@ -535,9 +541,9 @@ local folded = lib.folded;
             annotations: {
               summary: 'aivoice job {{ $labels.job }}: processes disagree on --total-shards',
               description: folded(|||
-                {{ $value }} live process(es) of job {{ $labels.job }} run with --total-shards
-                {{ $labels.total_shards }}, and others with another count, for %(shardingMismatchFor)s. Each
-                process hashes the accounts over its own count: some accounts are polled and
+                {{ $value }} live process(es) of job {{ $labels.job }} run with --total-shards {{
+                $labels.total_shards }}, and others with another count, for %(shardingMismatchFor)s.
+                Each process hashes the accounts over its own count: some accounts are polled and
                 counted twice, others by no process.
               ||| % t),
               runbook_url: runbook('AivoiceShardingMismatch'),
@@ -565,10 +571,10 @@ local folded = lib.folded;
             annotations: {
               summary: 'aivoice job {{ $labels.job }}: shard {{ $labels.shard }} down to one replica',
               description: folded(|||
-                Only {{ $value }} process of job {{ $labels.job }} has served shard
-                {{ $labels.shard }} for %(shardDegradedFor)s; its other replica is down or gone. Nothing is
-                missing yet, but the next restart of the last one (a node drain, an upgrade)
-                leaves the shard's accounts unwatched.
+                Only {{ $value }} process of job {{ $labels.job }} has served shard {{ $labels.shard
+                }} for %(shardDegradedFor)s; its other replica is down or gone. Nothing is missing
+                yet, but the next restart of the last one (a node drain, an upgrade) leaves the
+                shard's accounts unwatched.
               ||| % t),
               runbook_url: runbook('AivoiceShardDegraded'),
             },

@@ -18,11 +18,28 @@ local p = import 'panels.libsonnet';
     up: std.join(', ', exporter + cluster),
   },
 
+  // The labels the tables leave out: the target's, the replicas' and the cluster's.
+  local hiddenColumns = {
+    [label]: true
+    for label in ['Time', 'job', 'namespace', 'container', 'endpoint', 'service']
+                 + c.replicaLabels + clusterLabels
+  },
+  local clusterLabels = if c.showMultiCluster then [c.clusterLabel] else [],
+
+  // A column of the campaign table: `value` has one series per task; the task's name and
+  // status join it, for the tasks of the selected statuses (topk: one info series per task,
+  // whichever replica exports it).
+  local taskColumn(value) = p.tableTarget(|||-
+    %s
+    * on (job, app_id, job_id) group_left (name, status)
+      topk by (job, app_id, job_id) (1, aivoice_task_info{%s, app_id=~"$app_id", status=~"$status"})
+  ||| % [value, v.sel]),
+
   local rows = [
     p.row(1, 'Exporter and API health', [
       p.stat(2, 'Exporter scrape', |||
-        Whether Prometheus can scrape each exporter instance of the selected jobs (the `up`
-        series). DOWN for 5 minutes fires AivoiceExporterDown (critical). With replicas (--shard,
+        Whether Prometheus can scrape each exporter instance of the selected jobs (the `up` series).
+        DOWN for 5 minutes fires AivoiceExporterDown (critical). With replicas (--shard,
         --total-shards) there is one per process: a DOWN replica whose twin is UP leaves its apps
         watched (AivoiceShardDegraded).
       |||, [
@@ -32,8 +49,8 @@ local p = import 'panels.libsonnet';
       + p.valueMappings({ '0': ['DOWN', 'red'], '1': ['UP', 'green'] }),
       p.stat(3, 'App polls', |||
         Whether each app's latest poll of the API succeeded (`aivoice_up`). FAILING for 10 minutes
-        fires AivoiceAppPollsFailing; the API's code is in the errors panel and the exporter's
-        log. With replicas, FAILING only when every replica of the app fails.
+        fires AivoiceAppPollsFailing; the API's code is in the errors panel and the exporter's log.
+        With replicas, FAILING only when every replica of the app fails.
       |||, [
         p.instant('max without (%(replicas)s) (aivoice_up{%(sel)s, app_id=~"$app_id"})' % v, '{{app_id}}')
       ])
@@ -41,8 +58,7 @@ local p = import 'panels.libsonnet';
       + p.valueMappings({ '0': ['FAILING', 'red'], '1': ['OK', 'green'] }),
       p.stat(4, 'Age of the last good poll', |||
         Seconds since each app was last polled without error. Orange after 5 minutes; red at 15
-        minutes, the AivoiceDataStale threshold. Between polls it grows up to
-        poll.interval_seconds.
+        minutes, the AivoiceDataStale threshold. Between polls it grows up to poll.interval_seconds.
       |||, [
         p.instant('app_id:aivoice_poll_last_success_age_seconds:value{%(vars)s, app_id=~"$app_id"}' % v, '{{app_id}}')
       ])
@@ -58,9 +74,9 @@ local p = import 'panels.libsonnet';
       + p.steps([['green', null], ['orange', 0.05], ['red', 0.1]])
       + { fieldConfig+: { defaults+: { min: 0, max: 1, decimals: 1 } } },
       p.timeseries(6, 'API errors by code', |||
-        Failed API requests per minute by app and code: the API's own status (-1 authentication,
-        -4 clock, -6 IP, -37/-50 app, ...), http_<N>, timeout, connection or invalid_response.
-        Empty while nothing fails. Each code has a runbook in docs/runbook.md.
+        Failed API requests per minute by app and code: the API's own status (-1 authentication, -4
+        clock, -6 IP, -37/-50 app, ...), http_<N>, timeout, connection or invalid_response. Empty
+        while nothing fails. Each code has a runbook in docs/runbook.md.
       |||, [
         p.range('60 * sum by (app_id, endpoint, code) (max without (%(replicas)s) (rate(aivoice_api_errors_total{%(sel)s, app_id=~"$app_id"}[$__rate_interval]))) > 0' % v, '{{app_id}} {{endpoint}} {{code}}')
       ])
@@ -75,8 +91,8 @@ local p = import 'panels.libsonnet';
       },
       p.timeseries(7, 'API latency p50 / p95', |||
         Median and 95th percentile of API request latency per app and endpoint (taskList,
-        recordQuery) over 5 minutes, from aivoice_api_request_duration_seconds. The red line is
-        the default api.timeout_seconds (10 s): requests near it time out and retry.
+        recordQuery) over 5 minutes, from aivoice_api_request_duration_seconds. The red line is the
+        default api.timeout_seconds (10 s): requests near it time out and retry.
       |||, [
         p.range('app_id_endpoint:aivoice_api_request_duration_seconds:p50_rate5m{%(vars)s, app_id=~"$app_id"}' % v, '{{app_id}} {{endpoint}} p50'),
         p.range('app_id_endpoint:aivoice_api_request_duration_seconds:p95_rate5m{%(vars)s, app_id=~"$app_id"}' % v, '{{app_id}} {{endpoint}} p95')
@@ -104,8 +120,8 @@ local p = import 'panels.libsonnet';
       ])
       + p.at(0, 0, 6, 8) + p.unit('short') + p.steps([['blue', null]]),
       p.timeseries(11, 'Tasks by status over time', |||
-        Tasks per status, stacked: campaigns moving from NOT_STARTED/IN_QUEUE through IN_PROCESS
-        to COMPLETED, or into USER_PAUSE, SYSTEM_SUSPENDED or TERMINATE.
+        Tasks per status, stacked: campaigns moving from NOT_STARTED/IN_QUEUE through IN_PROCESS to
+        COMPLETED, or into USER_PAUSE, SYSTEM_SUSPENDED or TERMINATE.
       |||, [
         p.range('sum by (status) (max without (%(replicas)s) (aivoice_tasks{%(sel)s, app_id=~"$app_id", status=~"$status"}))' % v, '{{status}}')
       ])
@@ -117,8 +133,8 @@ local p = import 'panels.libsonnet';
       },
       p.stat(12, 'Calls completed per minute', |||
         Completed calls per minute over the selected apps, from the change of
-        aivoice_calls_completed over 5 minutes (app_id:aivoice_calls_completed:deriv5m). 0 while
-        no campaign runs.
+        aivoice_calls_completed over 5 minutes (app_id:aivoice_calls_completed:deriv5m). 0 while no
+        campaign runs.
       |||, [
         p.instant('60 * sum(app_id:aivoice_calls_completed:deriv5m{%(vars)s, app_id=~"$app_id"})' % v, 'calls/min')
       ])
@@ -142,8 +158,8 @@ local p = import 'panels.libsonnet';
       ])
       + p.at(0, 8, 12, 8) + p.unit('suffix: calls/min') + p.steps([['blue', null]]),
       p.timeseries(15, 'Calls left in running campaigns', |||
-        Calls not yet completed (taskTotal - taskCompleted) in the IN_PROCESS tasks of each app:
-        the backlog the robots still have to work through.
+        Calls not yet completed (taskTotal - taskCompleted) in the IN_PROCESS tasks of each app: the
+        backlog the robots still have to work through.
       |||, [
         p.range(|||-
           sum by (app_id) (
@@ -158,8 +174,8 @@ local p = import 'panels.libsonnet';
     p.row(21, 'Calls', [
       p.stat(22, 'Answer rate (1h)', |||
         Share of each app's calls that ended in the last hour and were answered (ANSWERED or
-        TRANSFER_ARTIFICIAL). AivoiceAnswerRateLow fires when it falls under half of the same hour
-        a week earlier, with at least 100 calls in both hours. No value while no call ended.
+        TRANSFER_ARTIFICIAL). AivoiceAnswerRateLow fires when it falls under half of the same hour a
+        week earlier, with at least 100 calls in both hours. No value while no call ended.
       |||, [
         p.instant('app_id:aivoice_call_results_answered:ratio_increase1h{%(vars)s, app_id=~"$app_id"}' % v, '{{app_id}}')
       ])
@@ -186,8 +202,8 @@ local p = import 'panels.libsonnet';
       + p.at(16, 0, 8, 5) + p.unit('none') + p.steps([['red', null], ['green', 1]])
       + p.valueMappings({ '0': ['FAILING', 'red'], '1': ['OK', 'green'] }),
       p.timeseries(25, 'Call outcomes', |||
-        Calls that ended per minute by result (resultStatus), stacked, over the selected apps.
-        Red: line faults (FROM_PHONE_ERROR, SYSTEM_ERROR; AivoiceLineFailing over 20%); orange:
+        Calls that ended per minute by result (resultStatus), stacked, over the selected apps. Red:
+        line faults (FROM_PHONE_ERROR, SYSTEM_ERROR; AivoiceLineFailing over 20%); orange:
         CALL_LOSS, no free AI seat (AivoiceCallLoss over 10%).
       |||, [
         p.range('60 * sum by (result) (max without (%(replicas)s) (rate(aivoice_call_results_total{%(sel)s, app_id=~"$app_id"}[$__rate_interval])))' % v, '{{result}}')
@@ -221,9 +237,9 @@ local p = import 'panels.libsonnet';
         },
       },
       p.timeseries(26, 'Talk time p50 / p95', |||
-        Median and 95th percentile talk time (chatDuration) of the answered calls that ended in
-        the last 15 minutes, per app, from the aivoice_call_talk_duration_seconds histogram
-        (buckets 5 s to 600 s; above 600 s reads as 600 s).
+        Median and 95th percentile talk time (chatDuration) of the answered calls that ended in the
+        last 15 minutes, per app, from the aivoice_call_talk_duration_seconds histogram (buckets 5 s
+        to 600 s; above 600 s reads as 600 s).
       |||, [
         p.range('histogram_quantile(0.5, sum by (app_id, le) (max without (%(replicas)s) (rate(aivoice_call_talk_duration_seconds_bucket{%(sel)s, app_id=~"$app_id"}[15m]))))' % v, '{{app_id}} p50'),
         p.range('histogram_quantile(0.95, sum by (app_id, le) (max without (%(replicas)s) (rate(aivoice_call_talk_duration_seconds_bucket{%(sel)s, app_id=~"$app_id"}[15m]))))' % v, '{{app_id}} p95')
@@ -238,8 +254,8 @@ local p = import 'panels.libsonnet';
       + p.at(0, 13, 6, 8) + p.unit('suffix: min/h') + p.steps([['green', null]]),
       p.timeseries(28, 'Spend per hour', |||
         Amount charged per hour at the current pace, per app and currency (push `pay`, in
-        push.currency), from aivoice_call_cost_total. Only with the push on: recordQuery carries
-        no cost.
+        push.currency), from aivoice_call_cost_total. Only with the push on: recordQuery carries no
+        cost.
       |||, [
         p.range('3600 * sum by (app_id, currency) (max without (%(replicas)s) (rate(aivoice_call_cost_total{%(sel)s, app_id=~"$app_id"}[$__rate_interval])))' % v, '{{app_id}} {{currency}}')
       ])
@@ -269,10 +285,9 @@ local p = import 'panels.libsonnet';
       },
       p.timeseries(30, 'Push answers by code', |||
         The push listener's answers per minute by HTTP status, per exporter (pushes carry no app
-        until read). 404: a wrong token or path; 5 or more in 10 minutes fires
-        AivoicePushRejected. 400: unreadable body, 413: over 1 MB. Summed over the processes: a
-        push lands on one of them; a push handed on to the replicas that own its app is answered
-        by each of them too.
+        until read). 404: a wrong token or path; 5 or more in 10 minutes fires AivoicePushRejected.
+        400: unreadable body, 413: over 1 MB. Summed over the processes: a push lands on one of
+        them; a push handed on to the replicas that own its app is answered by each of them too.
       |||, [
         p.range('60 * sum by (code) (rate(aivoice_push_requests_total{%(sel)s}[$__rate_interval]))' % v, '{{code}}')
       ])
@@ -294,10 +309,10 @@ local p = import 'panels.libsonnet';
     ]),
     p.row(31, 'Account', [
       p.timeseries(32, 'Balance, gift and credit', |||
-        Each account's balance, gift and credit from getBalance (balance.enabled), in the
-        account's currency. A balance at or below zero fires AivoiceBalanceExhausted (critical); a
-        fall that reaches zero within a day fires AivoiceBalanceRunningOut. Gaps: the balance
-        query failed past poll.stale_after_seconds (AivoiceBalanceUnavailable).
+        Each account's balance, gift and credit from getBalance (balance.enabled), in the account's
+        currency. A balance at or below zero fires AivoiceBalanceExhausted (critical); a fall that
+        reaches zero within a day fires AivoiceBalanceRunningOut. Gaps: the balance query failed
+        past poll.stale_after_seconds (AivoiceBalanceUnavailable).
       |||, [
         p.range('max without (%(replicas)s) (aivoice_account_balance{%(sel)s})' % v, '{{account}} {{kind}}')
       ])
@@ -332,46 +347,14 @@ local p = import 'panels.libsonnet';
         that rate (empty while the rate is 0), robots and creation time. Needs metrics.per_task on
         in the exporter's config.
       |||, [
-        p.tableTarget(|||-
-          max without (%(replicas)s) (aivoice_task_calls_completed{%(sel)s, app_id=~"$app_id"})
-          * on (job, app_id, job_id) group_left (name, status)
-            topk by (job, app_id, job_id) (1, aivoice_task_info{%(sel)s, app_id=~"$app_id", status=~"$status"})
-        ||| % v),
-        p.tableTarget(|||-
-          max without (%(replicas)s) (aivoice_task_calls{%(sel)s, app_id=~"$app_id"})
-          * on (job, app_id, job_id) group_left (name, status)
-            topk by (job, app_id, job_id) (1, aivoice_task_info{%(sel)s, app_id=~"$app_id", status=~"$status"})
-        ||| % v),
-        p.tableTarget(|||-
-          app_id_job_id:aivoice_task_progress:ratio{%(vars)s, app_id=~"$app_id"}
-          * on (job, app_id, job_id) group_left (name, status)
-            topk by (job, app_id, job_id) (1, aivoice_task_info{%(sel)s, app_id=~"$app_id", status=~"$status"})
-        ||| % v),
-        p.tableTarget(|||-
-          60 * app_id_job_id:aivoice_task_calls_completed:deriv5m{%(vars)s, app_id=~"$app_id"}
-          * on (job, app_id, job_id) group_left (name, status)
-            topk by (job, app_id, job_id) (1, aivoice_task_info{%(sel)s, app_id=~"$app_id", status=~"$status"})
-        ||| % v),
-        p.tableTarget(|||-
-          app_id_job_id:aivoice_task_time_to_finish_seconds:deriv5m{%(vars)s, app_id=~"$app_id"}
-          * on (job, app_id, job_id) group_left (name, status)
-            topk by (job, app_id, job_id) (1, aivoice_task_info{%(sel)s, app_id=~"$app_id", status=~"$status"})
-        ||| % v),
-        p.tableTarget(|||-
-          max without (%(replicas)s) (aivoice_task_robots{%(sel)s, app_id=~"$app_id"})
-          * on (job, app_id, job_id) group_left (name, status)
-            topk by (job, app_id, job_id) (1, aivoice_task_info{%(sel)s, app_id=~"$app_id", status=~"$status"})
-        ||| % v),
-        p.tableTarget(|||-
-          1000 * max without (%(replicas)s) (aivoice_task_created_timestamp_seconds{%(sel)s, app_id=~"$app_id"})
-          * on (job, app_id, job_id) group_left (name, status)
-            topk by (job, app_id, job_id) (1, aivoice_task_info{%(sel)s, app_id=~"$app_id", status=~"$status"})
-        ||| % v),
-        p.tableTarget(|||-
-          app_id_job_id:aivoice_task_call_results_answered:ratio_increase1h{%(vars)s, app_id=~"$app_id"}
-          * on (job, app_id, job_id) group_left (name, status)
-            topk by (job, app_id, job_id) (1, aivoice_task_info{%(sel)s, app_id=~"$app_id", status=~"$status"})
-        ||| % v)
+        taskColumn('max without (%(replicas)s) (aivoice_task_calls_completed{%(sel)s, app_id=~"$app_id"})' % v),
+        taskColumn('max without (%(replicas)s) (aivoice_task_calls{%(sel)s, app_id=~"$app_id"})' % v),
+        taskColumn('app_id_job_id:aivoice_task_progress:ratio{%(vars)s, app_id=~"$app_id"}' % v),
+        taskColumn('60 * app_id_job_id:aivoice_task_calls_completed:deriv5m{%(vars)s, app_id=~"$app_id"}' % v),
+        taskColumn('app_id_job_id:aivoice_task_time_to_finish_seconds:deriv5m{%(vars)s, app_id=~"$app_id"}' % v),
+        taskColumn('max without (%(replicas)s) (aivoice_task_robots{%(sel)s, app_id=~"$app_id"})' % v),
+        taskColumn('1000 * max without (%(replicas)s) (aivoice_task_created_timestamp_seconds{%(sel)s, app_id=~"$app_id"})' % v),
+        taskColumn('app_id_job_id:aivoice_task_call_results_answered:ratio_increase1h{%(vars)s, app_id=~"$app_id"}' % v)
       ])
       + p.at(0, 0, 24, 12) + p.unit('short') + p.steps([['green', null]])
       + {
@@ -466,16 +449,7 @@ local p = import 'panels.libsonnet';
           {
             id: 'organize',
             options: {
-              excludeByName: {
-                Time: true,
-                job: true,
-                instance: true,
-                pod: true,
-                namespace: true,
-                container: true,
-                endpoint: true,
-                service: true,
-              },
+              excludeByName: hiddenColumns,
               indexByName: {
                 app_id: 0,
                 job_id: 1,
@@ -511,10 +485,10 @@ local p = import 'panels.libsonnet';
     ]),
     p.row(18, 'Running tasks making no progress', [
       p.table(19, 'Running tasks with no completed call in 30 minutes', |||
-        IN_PROCESS tasks whose completed count has not moved for 30 minutes although calls are
-        left, on apps whose polls succeed (app_id_job_id:aivoice_task_calls_completed:stalled30m,
-        the series the AivoiceTaskStalled alert fires on). Check robots (0 robots cannot call),
-        line, dialog flow, balance and calling hours. Empty is good.
+        IN_PROCESS tasks whose completed count has not moved for 30 minutes although calls are left,
+        on apps whose polls succeed (app_id_job_id:aivoice_task_calls_completed:stalled30m, the
+        series the AivoiceTaskStalled alert fires on). Check robots (0 robots cannot call), line,
+        dialog flow, balance and calling hours. Empty is good.
       |||, [
         p.tableTarget('app_id_job_id:aivoice_task_calls_completed:stalled30m{%(vars)s, app_id=~"$app_id"}' % v),
         p.tableTarget(|||-
@@ -558,16 +532,7 @@ local p = import 'panels.libsonnet';
           {
             id: 'organize',
             options: {
-              excludeByName: {
-                Time: true,
-                job: true,
-                instance: true,
-                pod: true,
-                namespace: true,
-                container: true,
-                endpoint: true,
-                service: true,
-              },
+              excludeByName: hiddenColumns,
               indexByName: { app_id: 0, job_id: 1, name: 2, 'Value #A': 3, 'Value #B': 4 },
               renameByName: {
                 app_id: 'App',

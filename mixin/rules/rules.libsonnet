@@ -117,7 +117,9 @@ local lib = import '../lib/promql.libsonnet';
             // within each replica first: a task that one replica already sees COMPLETED and the
             // other still IN_PROCESS is counted once.
             expr: |||
-              sum by (%(job)s, app_id) (max without (%(replicas)s) (sum without (status) (aivoice_calls_completed%(sel)s)))
+              sum by (%(job)s, app_id) (max without (%(replicas)s) (
+                sum without (status) (aivoice_calls_completed%(sel)s)
+              ))
             ||| % v,
           },
           {
@@ -132,13 +134,17 @@ local lib = import '../lib/promql.libsonnet';
           {
             record: 'app_id_endpoint:aivoice_api_requests:rate5m',
             expr: |||
-              sum by (%(job)s, app_id, endpoint) (max without (%(replicas)s) (rate(aivoice_api_requests_total{%(selAnd)sapp_id!=""}[5m])))
+              sum by (%(job)s, app_id, endpoint) (max without (%(replicas)s) (
+                rate(aivoice_api_requests_total{%(selAnd)sapp_id!=""}[5m])
+              ))
             ||| % v,
           },
           {
             record: 'app_id_endpoint:aivoice_api_errors:rate5m',
             expr: |||
-              sum by (%(job)s, app_id, endpoint) (max without (%(replicas)s) (rate(aivoice_api_errors_total{%(selAnd)sapp_id!=""}[5m])))
+              sum by (%(job)s, app_id, endpoint) (max without (%(replicas)s) (
+                rate(aivoice_api_errors_total{%(selAnd)sapp_id!=""}[5m])
+              ))
             ||| % v,
           },
           {
@@ -164,7 +170,9 @@ local lib = import '../lib/promql.libsonnet';
           {
             record: 'app_id_code:aivoice_api_errors:rate5m',
             expr: |||
-              sum by (%(job)s, app_id, code) (max without (%(replicas)s) (rate(aivoice_api_errors_total{%(selAnd)sapp_id!=""}[5m])))
+              sum by (%(job)s, app_id, code) (max without (%(replicas)s) (
+                rate(aivoice_api_errors_total{%(selAnd)sapp_id!=""}[5m])
+              ))
             ||| % v,
           },
           {
@@ -177,7 +185,9 @@ local lib = import '../lib/promql.libsonnet';
           {
             record: 'app_id_endpoint_le:aivoice_api_request_duration_seconds_bucket:rate5m',
             expr: |||
-              sum by (%(job)s, app_id, endpoint, le) (max without (%(replicas)s) (rate(aivoice_api_request_duration_seconds_bucket{%(selAnd)sapp_id!=""}[5m])))
+              sum by (%(job)s, app_id, endpoint, le) (max without (%(replicas)s) (
+                rate(aivoice_api_request_duration_seconds_bucket{%(selAnd)sapp_id!=""}[5m])
+              ))
             ||| % v,
           },
           {
@@ -223,21 +233,27 @@ local lib = import '../lib/promql.libsonnet';
             record: 'app_id:aivoice_call_results:rate5m',
             // calls ended per second (every result)
             expr: |||
-              sum by (%(job)s, app_id) (max without (%(replicas)s) (rate(aivoice_call_results_total%(sel)s[5m])))
+              sum by (%(job)s, app_id) (max without (%(replicas)s) (
+                rate(aivoice_call_results_total%(sel)s[5m])
+              ))
             ||| % v,
           },
           {
             record: 'app_id:aivoice_call_results:increase15m',
             // calls ended in the last 15 minutes: the fault alerts' "enough calls to judge"
             expr: |||
-              sum by (%(job)s, app_id) (max without (%(replicas)s) (increase(aivoice_call_results_total%(sel)s[15m])))
+              sum by (%(job)s, app_id) (max without (%(replicas)s) (
+                increase(aivoice_call_results_total%(sel)s[15m])
+              ))
             ||| % v,
           },
           {
             record: 'app_id:aivoice_call_results:increase1h',
             // calls ended in the last hour: the answer-rate alert's "enough calls to judge"
             expr: |||
-              sum by (%(job)s, app_id) (max without (%(replicas)s) (increase(aivoice_call_results_total%(sel)s[1h])))
+              sum by (%(job)s, app_id) (max without (%(replicas)s) (
+                increase(aivoice_call_results_total%(sel)s[1h])
+              ))
             ||| % v,
           },
           {
@@ -277,7 +293,9 @@ local lib = import '../lib/promql.libsonnet';
           {
             record: 'app_id_job_id:aivoice_task_call_results:increase1h',
             expr: |||
-              sum by (%(job)s, app_id, job_id) (max without (%(replicas)s) (increase(aivoice_task_call_results_total%(sel)s[1h])))
+              sum by (%(job)s, app_id, job_id) (max without (%(replicas)s) (
+                increase(aivoice_task_call_results_total%(sel)s[1h])
+              ))
             ||| % v,
           },
           {
@@ -300,7 +318,9 @@ local lib = import '../lib/promql.libsonnet';
             // what the account's calls cost per second over the last hour, from the push's `pay`
             expr: |||
               sum by (%(job)s, account) (
-                sum by (%(job)s, app_id) (max without (%(replicas)s) (rate(aivoice_call_cost_total%(sel)s[1h])))
+                sum by (%(job)s, app_id) (max without (%(replicas)s) (
+                  rate(aivoice_call_cost_total%(sel)s[1h])
+                ))
                 * on (%(job)s, app_id) group_left (account)
                   max by (%(job)s, app_id, account) (aivoice_app_info%(sel)s)
               )
@@ -310,7 +330,9 @@ local lib = import '../lib/promql.libsonnet';
             record: 'account:aivoice_account_balance_fall:deriv1h',
             // how fast the balance falls, per second, over the last hour (0 while it rises)
             expr: |||
-              sum by (%(job)s, account) (max without (%(replicas)s) (clamp_min(-deriv(aivoice_account_balance{%(selAnd)skind="balance"}[1h]), 0)))
+              sum by (%(job)s, account) (max without (%(replicas)s) (
+                clamp_min(-deriv(aivoice_account_balance{%(selAnd)skind="balance"}[1h]), 0)
+              ))
             ||| % v,
           },
           {
@@ -337,7 +359,9 @@ local lib = import '../lib/promql.libsonnet';
             // minus the balance: grows as calls spend, falls at a top-up, so resets() over it
             // counts the top-ups (AivoiceBalanceRunningOut)
             expr: |||
-              -sum by (%(job)s, account) (max without (%(replicas)s) (aivoice_account_balance{%(selAnd)skind="balance"}))
+              -sum by (%(job)s, account) (max without (%(replicas)s) (
+                aivoice_account_balance{%(selAnd)skind="balance"}
+              ))
             ||| % v,
           },
           // ---- shards and replicas --------------------------------------------------------------
