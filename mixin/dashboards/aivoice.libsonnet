@@ -567,8 +567,9 @@ local p = import 'panels.libsonnet';
     [p.datasourceVariable]
     + (
       if c.showMultiCluster then [
+        // Named `cluster` whatever the label is (the queries read $cluster).
         p.variable(
-          c.clusterLabel,
+          'cluster',
           'Cluster',
           'label_values(aivoice_up%s, %s)' % [selector(c.aivoiceSelector), c.clusterLabel],
           multi=false,

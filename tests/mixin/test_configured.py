@@ -279,3 +279,16 @@ def test_every_panel_query_answers_per_cluster_as_the_default_render_does(
             cases += same_answers(mine, theirs)
     assert cases
     run_promtool(tmp_path, cases)
+
+
+def test_another_cluster_label_is_selected_by_the_cluster_variable_and_kept_by_every_rule() -> None:
+    rendered = render.evaluate({"showMultiCluster": True, "clusterLabel": "k8s_cluster"})
+    (dashboard,) = rendered["dashboards"].values()
+    cluster = next(v for v in dashboard["templating"]["list"] if v["name"] == "cluster")
+    assert cluster["query"]["query"] == "label_values(aivoice_up, k8s_cluster)"
+    for panel in all_panels(dashboard):
+        for target in panel.get("targets", []):
+            assert 'k8s_cluster=~"$cluster"' in target["expr"], panel["title"]
+    for rule in rendered["rules"]["groups"][0]["rules"]:
+        for labels in groupings(rule["expr"]):
+            assert "k8s_cluster" in labels, rule["record"]
