@@ -212,28 +212,13 @@ local p = import 'panels.libsonnet';
       + {
         fieldConfig+: {
           defaults+: { custom+: { fillOpacity: 80, stacking+: { mode: 'normal' } } },
-          overrides: [
-            {
-              matcher: { id: 'byName', options: 'ANSWERED' },
-              properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: 'green' } }],
-            },
-            {
-              matcher: { id: 'byName', options: 'TRANSFER_ARTIFICIAL' },
-              properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: 'light-green' } }],
-            },
-            {
-              matcher: { id: 'byName', options: 'FROM_PHONE_ERROR' },
-              properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: 'red' } }],
-            },
-            {
-              matcher: { id: 'byName', options: 'SYSTEM_ERROR' },
-              properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: 'dark-red' } }],
-            },
-            {
-              matcher: { id: 'byName', options: 'CALL_LOSS' },
-              properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: 'orange' } }],
-            },
-          ],
+          overrides: p.seriesColors({
+            ANSWERED: 'green',
+            TRANSFER_ARTIFICIAL: 'light-green',
+            FROM_PHONE_ERROR: 'red',
+            SYSTEM_ERROR: 'dark-red',
+            CALL_LOSS: 'orange',
+          }),
         },
       },
       p.timeseries(26, 'Talk time p50 / p95', |||
@@ -271,16 +256,7 @@ local p = import 'panels.libsonnet';
       + p.at(12, 13, 6, 8) + p.unit('suffix: records/min') + p.steps([['green', null]])
       + {
         fieldConfig+: {
-          overrides: [
-            {
-              matcher: { id: 'byName', options: 'push rejected' },
-              properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: 'red' } }],
-            },
-            {
-              matcher: { id: 'byName', options: 'poll rejected' },
-              properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: 'dark-red' } }],
-            },
-          ],
+          overrides: p.seriesColors({ 'push rejected': 'red', 'poll rejected': 'dark-red' }),
         },
       },
       p.timeseries(30, 'Push answers by code', |||
@@ -294,16 +270,7 @@ local p = import 'panels.libsonnet';
       + p.at(18, 13, 6, 8) + p.unit('suffix: req/min') + p.steps([['green', null]])
       + {
         fieldConfig+: {
-          overrides: [
-            {
-              matcher: { id: 'byName', options: '200' },
-              properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: 'green' } }],
-            },
-            {
-              matcher: { id: 'byName', options: '404' },
-              properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: 'red' } }],
-            },
-          ],
+          overrides: p.seriesColors({ '200': 'green', '404': 'red' }),
         },
       },
     ]),

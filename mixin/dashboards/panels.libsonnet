@@ -153,6 +153,15 @@ local bases = {
     },
   },
 
+  // Field overrides giving each named series a fixed color, e.g. { '404': 'red' }.
+  seriesColors(colors):: [
+    {
+      matcher: { id: 'byName', options: name },
+      properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: colors[name] } }],
+    }
+    for name in std.objectFields(colors)
+  ],
+
   // A row and the panels under it; `layout` stacks the rows down the page, each as tall as
   // its lowest panel, and gives every panel its absolute place.
   row(id, title, panels):: { id: id, title: title, panels: panels },
