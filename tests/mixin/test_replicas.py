@@ -12,7 +12,6 @@ own replica cases are in prometheus/tests/replicas_test.yml and shard_alerts_tes
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,19 @@ import pytest
 import yaml
 
 from tests.support.mixin import RULES, load_dashboard, recorded_names, targets
+from tests.support.series import (
+    EVAL_MINUTES,
+    MINUTES,
+    PER_TARGET_PANELS,
+    TOLERANCE,
+    Series,
+    dashboard_query,
+    exporter_series,
+    series_selector,
+    series_values,
+)
 from tests.support.tools import require_tool
 
-# Panels that show one series per process, on purpose: the scrape targets themselves.
-PER_TARGET_PANELS = frozenset({"Exporter scrape"})
-# Equal up to the last digits: a least-squares slope over the restarted replica's fewer samples
-# may differ from its twin's in the 16th.
-TOLERANCE = 1e-9
-MINUTES = 90
-RESTART_AT, RESTART_GAP = 30, 3  # replica r1 is down from minute 30 to 33
-EVAL_MINUTES = (RESTART_AT + RESTART_GAP + 3, MINUTES - 5)  # right after it, and long after
 SOLO = {"instance": "solo:10188"}
 REPLICAS = (
     {"instance": "r0:10188", "pod": "aivoice-exporter-0"},
@@ -37,164 +39,19 @@ REPLICAS = (
 )
 
 
-@dataclass(frozen=True)
-class Series:
-    """One series as one process exports it; `start`/`step` per minute (step 0: a gauge)."""
-
-    metric: str
-    labels: dict[str, str]
-    start: float
-    step: float = 0
-    counter: bool = False
-    # Counted by the process a request lands on (the push listener's answers): one replica has
-    # them, the other none, so that the sum over processes is what one process counts.
-    landed: bool = False
-
-
-def _app_series(app: str, account: str, scale: int) -> list[Series]:
-    a = {"app_id": app}
-    series = [
-        Series("aivoice_up", a, 1),
-        Series("aivoice_calls_up", a, 1),
-        Series("aivoice_poll_last_success_timestamp_seconds", a, 0, 60),
-        Series("aivoice_poll_duration_seconds", a, 0.4 * scale),
-        Series("aivoice_app_info", {**a, "account": account}, 1),
-        Series("aivoice_tasks", {**a, "status": "IN_PROCESS"}, 2),
-        Series("aivoice_tasks", {**a, "status": "COMPLETED"}, 1),
-        Series("aivoice_calls", {**a, "status": "IN_PROCESS"}, 5000),
-        Series("aivoice_calls", {**a, "status": "COMPLETED"}, 300),
-        Series("aivoice_calls_completed", {**a, "status": "IN_PROCESS"}, 100, 6 * scale),
-        Series("aivoice_calls_completed", {**a, "status": "COMPLETED"}, 150),
-    ]
-    for endpoint, per_minute in (("taskList", 60), ("recordQuery", 30)):
-        e = {**a, "endpoint": endpoint}
-        series += [
-            Series("aivoice_api_requests_total", e, 0, per_minute, counter=True),
-            Series("aivoice_api_errors_total", {**e, "code": "-1"}, 0, scale, counter=True),
-            Series("aivoice_api_errors_total", {**e, "code": "timeout"}, 0, 0, counter=True),
-        ]
-        for le, share in (("0.1", 0.5), ("0.5", 0.9), ("1", 1.0), ("+Inf", 1.0)):
-            labels = {**e, "le": le}
-            series.append(
-                Series(
-                    "aivoice_api_request_duration_seconds_bucket",
-                    labels,
-                    0,
-                    share * per_minute,
-                    counter=True,
-                )
-            )
-    results = (
-        ("ANSWERED", 24),
-        ("TRANSFER_ARTIFICIAL", 6),
-        ("NO_ANSWER", 18),
-        ("FROM_PHONE_ERROR", 3),
-        ("CALL_LOSS", 3),
-    )
-    for result, per_minute in results:
-        r = {**a, "result": result}
-        series += [
-            Series("aivoice_call_results_total", r, 0, per_minute * scale, counter=True),
-            Series(
-                "aivoice_task_call_results_total",
-                {**r, "job_id": "101"},
-                0,
-                per_minute * scale,
-                counter=True,
-            ),
-        ]
-    for le, per_minute in (("30", 10), ("60", 25), ("+Inf", 30)):
-        series.append(
-            Series(
-                "aivoice_call_talk_duration_seconds_bucket",
-                {**a, "le": le},
-                0,
-                per_minute,
-                counter=True,
-            )
-        )
-    series += [
-        Series("aivoice_call_billed_seconds_total", a, 0, 900, counter=True),
-        Series("aivoice_call_cost_total", {**a, "currency": "USD"}, 0, 0.6, counter=True),
-        Series(
-            "aivoice_call_records_total",
-            {**a, "source": "poll", "outcome": "counted"},
-            0,
-            30,
-            counter=True,
-        ),
-        Series(
-            "aivoice_call_records_total",
-            {**a, "source": "push", "outcome": "duplicate"},
-            0,
-            30,
-            counter=True,
-        ),
-    ]
-    # Task 101 makes progress; task 102 is stalled from the start, with calls left.
-    for job_id, completed, step in (("101", 100, 6 * scale), ("102", 40, 0)):
-        t = {**a, "job_id": job_id}
-        series += [
-            Series("aivoice_task_calls", t, 2500),
-            Series("aivoice_task_calls_completed", t, completed, step),
-            Series("aivoice_task_robots", t, 5),
-            Series("aivoice_task_created_timestamp_seconds", t, 1.7e9),
-            Series(
-                "aivoice_task_info",
-                {**t, "name": f"Task {job_id}", "status": "IN_PROCESS", "mode": "AUTO"},
-                1,
-            ),
-        ]
-    return series
-
-
-def exporter_series() -> list[Series]:
-    """A day's work of one exporter: two apps in two accounts, calls, pushes, a balance."""
-    series = _app_series("APP1", "main", 1) + _app_series("APP2", "other", 2)
-    series += [
-        Series("up", {}, 1),
-        Series("aivoice_push_requests_total", {"code": "200"}, 0, 50, counter=True, landed=True),
-        Series("aivoice_push_requests_total", {"code": "404"}, 0, 1, counter=True, landed=True),
-        Series("aivoice_account_balance", {"account": "main", "kind": "balance"}, 900, -0.6),
-        Series("aivoice_account_balance", {"account": "main", "kind": "gift"}, 50),
-        Series("aivoice_account_balance", {"account": "other", "kind": "balance"}, 400, -1.2),
-        Series("aivoice_account_balance_up", {"account": "main"}, 1),
-        Series("aivoice_account_balance_up", {"account": "other"}, 1),
-    ]
-    return series
-
-
-def _selector(metric: str, labels: dict[str, str]) -> str:
-    pairs = ", ".join(f'{key}="{value}"' for key, value in labels.items())
-    return f"{metric}{{{pairs}}}"
-
-
-def _expand(start: float, step: float, count: int) -> str:
-    """promtool's expanding notation: `a+bxN` (or `a-bxN`), N + 1 values a minute apart."""
-    return f"{start:g}{'-' if step < 0 else '+'}{abs(step):g}x{count}"
-
-
-def _values(series: Series, restarted: bool) -> str:
-    """The series' values, with a restart's stale marker and gap if `restarted`."""
-    if not restarted:
-        return _expand(series.start, series.step, MINUTES)
-    before = _expand(series.start, series.step, RESTART_AT - 1)
-    after_start = 0 if series.counter else series.start + series.step * (RESTART_AT + RESTART_GAP)
-    after = _expand(after_start, series.step, MINUTES - RESTART_AT - RESTART_GAP)
-    return f"{before} stale _x{RESTART_GAP - 1} {after}"
-
-
 def input_series() -> list[dict[str, str]]:
     written = []
     for series in exporter_series():
         solo = {"job": "one", **SOLO, **series.labels}
-        written.append({"series": _selector(series.metric, solo), "values": _values(series, False)})
+        written.append(
+            {"series": series_selector(series.metric, solo), "values": series_values(series, False)}
+        )
         for index, replica in enumerate(REPLICAS):
             labels = {"job": "two", **replica, **series.labels}
-            values = _values(series, restarted=index == 1)
+            values = series_values(series, restarted=index == 1)
             if series.landed and index == 1:
                 values = f"0x{MINUTES}"
-            written.append({"series": _selector(series.metric, labels), "values": values})
+            written.append({"series": series_selector(series.metric, labels), "values": values})
     return written
 
 
@@ -227,14 +84,6 @@ def same_both_ways(one: str, two: str) -> list[dict[str, Any]]:
     return cases
 
 
-def dashboard_query(expr: str, job: str) -> str:
-    values = {"job": job, "app_id": "APP1|APP2", "status": ".*", "__rate_interval": "5m"}
-    for name in sorted(values, key=len, reverse=True):
-        expr = expr.replace(f"${name}", values[name])
-    assert "$" not in expr, expr
-    return expr
-
-
 def run_promtool(tmp_path: Path, cases: list[dict[str, Any]]) -> None:
     test_file = tmp_path / "replicas_test.yml"
     document = {
@@ -255,9 +104,9 @@ def run_promtool(tmp_path: Path, cases: list[dict[str, Any]]) -> None:
 
 def test_the_data_set_has_a_restarted_replica_whose_counters_start_again_from_zero() -> None:
     counter = Series("c_total", {}, 0, 2, counter=True)
-    assert _values(counter, False) == f"0+2x{MINUTES}"
-    assert _values(counter, True) == f"0+2x29 stale _x2 0+2x{MINUTES - 33}"
-    assert _values(Series("g", {}, 5, 1), True) == f"5+1x29 stale _x2 38+1x{MINUTES - 33}"
+    assert series_values(counter, False) == f"0+2x{MINUTES}"
+    assert series_values(counter, True) == f"0+2x29 stale _x2 0+2x{MINUTES - 33}"
+    assert series_values(Series("g", {}, 5, 1), True) == f"5+1x29 stale _x2 38+1x{MINUTES - 33}"
 
 
 @pytest.mark.slow
