@@ -452,8 +452,16 @@ def test_pushes_landed_on_every_process_and_were_forwarded(fleet: Fleet) -> None
     for member in fleet.members:
         forwards = member.samples("aivoice_push_forwards_total")
         assert forwards[(("result", "success"),)] > 0, member.name
-        requests_ = member.samples("aivoice_push_requests_total")
-        assert requests_[(("code", "200"),)] > 0, member.name
+        answers = member.samples("aivoice_push_requests_total")
+        assert answers[(("code", "200"), ("sender", "vendor"))] > 0, member.name
+        assert answers[(("code", "200"), ("sender", "peer"))] > 0, member.name
+
+
+def test_every_process_has_a_series_for_each_answer_of_forwarding(fleet: Fleet) -> None:
+    for member in fleet.members:
+        answers = member.samples("aivoice_push_requests_total")
+        assert (("code", "503"), ("sender", "vendor")) in answers, member.name
+        assert (("code", "421"), ("sender", "peer")) in answers, member.name
 
 
 def test_a_replica_killed_and_started_again_catches_up_exactly_from_its_storage(

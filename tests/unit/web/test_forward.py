@@ -39,7 +39,7 @@ class Node:
             0,
             TOKEN,
             self.router.receive,
-            self.answers.append,
+            lambda status, forwarded: self.answers.append(status),
             forwarded=self.router.forwarded,
         )
         self.server.start()

@@ -159,7 +159,9 @@ def test_call_records_push_rejections_and_balance_show_when_switched_on() -> Non
         calls=CallsSnapshot(
             apps=(calls,),
             unattributed=MappingProxyType({(PUSH, REJECTED): 4}),
-            push_requests=MappingProxyType({"200": 10, "404": 2}),
+            push_requests=MappingProxyType(
+                {("vendor", "200"): 10, ("vendor", "404"): 2, ("vendor", "400"): 0}
+            ),
         ),
         calls_enabled=True,
         push_enabled=True,
