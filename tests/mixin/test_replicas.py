@@ -49,6 +49,9 @@ class Series:
     # Counted by the process a request lands on (the push listener's answers): one replica has
     # them, the other none, so that the sum over processes is what one process counts.
     landed: bool = False
+    # Counted by a process a push was handed on to (its answers to a peer): only among
+    # several processes; one process alone never has it.
+    forwarded: bool = False
 
 
 def _app_series(app: str, account: str, scale: int) -> list[Series]:
@@ -153,8 +156,9 @@ def exporter_series() -> list[Series]:
     series = _app_series("APP1", "main", 1) + _app_series("APP2", "other", 2)
     series += [
         Series("up", {}, 1),
-        Series("aivoice_push_requests_total", {"code": "200"}, 0, 50, counter=True, landed=True),
-        Series("aivoice_push_requests_total", {"code": "404"}, 0, 1, counter=True, landed=True),
+        Series("aivoice_push_requests_total", VENDOR_200, 0, 50, counter=True, landed=True),
+        Series("aivoice_push_requests_total", VENDOR_404, 0, 1, counter=True, landed=True),
+        Series("aivoice_push_requests_total", PEER_200, 0, 50, counter=True, forwarded=True),
         Series("aivoice_account_balance", {"account": "main", "kind": "balance"}, 900, -0.6),
         Series("aivoice_account_balance", {"account": "main", "kind": "gift"}, 50),
         Series("aivoice_account_balance", {"account": "other", "kind": "balance"}, 400, -1.2),
@@ -162,6 +166,11 @@ def exporter_series() -> list[Series]:
         Series("aivoice_account_balance_up", {"account": "other"}, 1),
     ]
     return series
+
+
+VENDOR_200 = {"sender": "vendor", "code": "200"}
+VENDOR_404 = {"sender": "vendor", "code": "404"}
+PEER_200 = {"sender": "peer", "code": "200"}
 
 
 def _selector(metric: str, labels: dict[str, str]) -> str:
@@ -188,11 +197,13 @@ def input_series() -> list[dict[str, str]]:
     written = []
     for series in exporter_series():
         solo = {"job": "one", **SOLO, **series.labels}
-        written.append({"series": _selector(series.metric, solo), "values": _values(series, False)})
+        if not series.forwarded:
+            values = _values(series, False)
+            written.append({"series": _selector(series.metric, solo), "values": values})
         for index, replica in enumerate(REPLICAS):
             labels = {"job": "two", **replica, **series.labels}
             values = _values(series, restarted=index == 1)
-            if series.landed and index == 1:
+            if (series.landed and index == 1) or (series.forwarded and index == 0):
                 values = f"0x{MINUTES}"
             written.append({"series": _selector(series.metric, labels), "values": values})
     return written
