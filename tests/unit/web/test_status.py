@@ -182,6 +182,18 @@ def test_call_records_push_rejections_and_balance_show_when_switched_on() -> Non
     assert "(30 s ago)" in row["Balance"]
 
 
+def test_answers_to_forwarded_pushes_are_shown_apart_from_the_vendors() -> None:
+    answers = {("vendor", "200"): 7, ("vendor", "503"): 0, ("peer", "200"): 5, ("peer", "421"): 0}
+    status = inputs(
+        ConfiguredApp("main", "APP"),
+        calls=CallsSnapshot(push_requests=MappingProxyType(answers)),
+        push_enabled=True,
+    )
+    facts = {th.text: td.text for th, td in zip(*facts_table(page(status)), strict=True)}
+    assert facts["Push requests answered"] == "200 7"
+    assert facts["Forwarded pushes answered"] == "200 5"
+
+
 def test_columns_of_what_is_switched_off_are_left_out() -> None:
     (table,) = page(inputs(ConfiguredApp("main", "APP"))).find_all("table", "apps")
     headings = {th.text for th in table.find_all("th")}
