@@ -197,9 +197,14 @@ def describe(config: Config) -> str:
 
 
 def _load(path: str, shard: Shard) -> Config:
-    """The config file, checked against the shard flags too."""
+    """The config file, checked against the shard flags too (at start and on each reload)."""
     config = load_config(path)
     check_peers(config.push.peers, shard)
+    if config.push.peer_tls.insecure_skip_verify:
+        log.warning(
+            "push.peer_tls.insecure_skip_verify is true: forwarded pushes, and the push token "
+            "they carry, go to whoever answers at a peer's address, unverified"
+        )
     return config
 
 

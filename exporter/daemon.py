@@ -246,7 +246,8 @@ class Daemon:
 
     def _routes(self, config: Config) -> Routes:
         """Where pushes go, from the whole config (before the shard's own are selected)."""
-        return Routes(app_accounts(config), self.shard, config.push.peers, config.push.token)
+        push = config.push
+        return Routes(app_accounts(config), self.shard, push.peers, push.token, push.peer_tls)
 
     def _new_renderer(self, config: Config) -> Renderer:
         storage = None if self._storage is None else self._storage.stats

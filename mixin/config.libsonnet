@@ -51,6 +51,8 @@
     callLossFor: '15m',
     pushNotFoundMin: 5,  // push answers 404 in 10 minutes
     pushRejectedFor: '10m',
+    pushForwardFailureRatio: 0.1,  // of the pushes handed on to their owners in 10 minutes
+    pushForwardsFailingFor: '15m',
     storageWritesFailingFor: '15m',
     balanceRunningOutHorizonSeconds: 24 * 3600,
     balanceRunningOutFor: '30m',

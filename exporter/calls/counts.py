@@ -52,10 +52,17 @@ CLOCK_SLACK_SECONDS = 300.0
 # The longest window read after an outage; the API publishes no limit, so stay far under the
 # 31 days its sister endpoints allow.
 MAX_WINDOW_SECONDS = 86400.0
-# HTTP statuses the push listener answers, each at 0 from the start; others are bounded.
-PUSH_CODES = ("200", "400", "404", "413")
+# Who sent a push the listener answered: the vendor, or another exporter handing one on.
+VENDOR, PEER = "vendor", "peer"
+# Every HTTP status the push listener can answer, each at 0 from the start: a push taken in
+# (200), a request refused (400, 404, 405, 411, 413, 431, 501, and 505 for HTTP/2 and later),
+# and the ledger's failure (500). With push.peers, the vendor may also be answered 503 (an
+# owner did not get it), and a peer 421 (not this shard's).
+PUSH_CODES = ("200", "400", "404", "405", "411", "413", "431", "500", "501", "505")
+VENDOR_FORWARDING_CODES = ("503",)
+PEER_FORWARDING_CODES = ("421",)
 MICROS = 1_000_000  # Costs are summed in millionths of the currency unit.
-MAX_PUSH_CODES = 20
+MAX_PUSH_CODES = 20  # Per sender; beyond, a status is counted as OTHER.
 
 # Whether a remembered call has been counted, and whether its cost has.
 SEEN = 0
@@ -122,7 +129,7 @@ class CallsSnapshot:
     unattributed: Mapping[tuple[str, str], int] = field(
         default_factory=lambda: MappingProxyType({})
     )
-    push_requests: Mapping[str, int] | None = None
+    push_requests: Mapping[tuple[str, str], int] | None = None  # (sender, code) -> answers
 
 
 class AppLedger:

@@ -48,6 +48,8 @@ from exporter.calls.counts import (
     MICROS,
     NO_INTENT,
     OTHER,
+    PEER,
+    PEER_FORWARDING_CODES,
     POLL,
     PUSH,
     PUSH_CODES,
@@ -55,6 +57,8 @@ from exporter.calls.counts import (
     RESULT_STATUSES,
     SEEN,
     TALK_BUCKETS,
+    VENDOR,
+    VENDOR_FORWARDING_CODES,
     AppLedger,
     AppResume,
     CallsSnapshot,
@@ -81,7 +85,7 @@ class CallLedger:
         self._lock = threading.Lock()
         self._apps: dict[str, AppLedger] = {}
         self._unattributed: dict[tuple[str, str], int] = {}
-        self._push_codes: dict[str, int] = {}
+        self._push_codes: dict[tuple[str, str], int] = {}  # (sender, code) -> answers
         self._logged: set[tuple[str, str]] = set()  # (source, kind) already explained
         self._frozen: CallsSnapshot | None = None
         self._generation = 0  # Changes so far, over all apps: see `export`.
@@ -112,8 +116,9 @@ class CallLedger:
                 kept[app_id] = app
             self._apps = kept
             if self._push:
-                for code in PUSH_CODES:
-                    self._push_codes.setdefault(code, 0)
+                for sender, codes in _push_answers(push.peers):
+                    for code in codes:
+                        self._push_codes.setdefault((sender, code), 0)
             self._frozen = None
 
     # ---- recordQuery, for the poller
@@ -200,12 +205,17 @@ class CallLedger:
         self.reject(PUSH, None, "a record for an app not in the config", record.app_id)
         return 200
 
-    def push_answered(self, status: int) -> None:
-        code = str(status)
+    def push_answered(self, status: int, forwarded: bool = False) -> None:
+        """Count an answer of the push listener: to the vendor, or to a peer that `forwarded`
+        the push (counted apart, so the vendor's pushes read the same with one process as with
+        a fleet)."""
+        key = (PEER if forwarded else VENDOR, str(status))
         with self._lock:
-            if code not in self._push_codes and len(self._push_codes) >= MAX_PUSH_CODES:
-                code = OTHER
-            self._push_codes[code] = self._push_codes.get(code, 0) + 1
+            if key not in self._push_codes:
+                known = sum(sender == key[0] for sender, _ in self._push_codes)
+                if known >= MAX_PUSH_CODES:
+                    key = (key[0], OTHER)
+            self._push_codes[key] = self._push_codes.get(key, 0) + 1
             self._frozen = None
 
     # ---- both
@@ -383,3 +393,13 @@ class CallLedger:
         self._frozen = None
         self._generation += 1
         app.generation = self._generation
+
+
+def _push_answers(peers: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The statuses the push listener can answer each sender, under these `push.peers`."""
+    if not peers:
+        return ((VENDOR, PUSH_CODES),)
+    return (
+        (VENDOR, PUSH_CODES + VENDOR_FORWARDING_CODES),
+        (PEER, PUSH_CODES + PEER_FORWARDING_CODES),
+    )

@@ -36,6 +36,7 @@ from exporter.config.model import (
     PollConfig,
     PushConfig,
 )
+from exporter.config.peer_tls import parse_peer_tls
 from exporter.process.listen import parse_listen_address
 
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
@@ -148,7 +149,8 @@ def _calls(data: Any) -> CallsConfig:
 
 
 def _push(data: Any, environ: Mapping[str, str]) -> PushConfig:
-    section = mapping(data, "push", {"listen_address", "token", "token_file", "currency", "peers"})
+    keys = {"listen_address", "token", "token_file", "currency", "peers", "peer_tls"}
+    section = mapping(data, "push", keys)
     address = get(section, "push", "listen_address", str, "")
     currency = get(section, "push", "currency", str, "USD")
     if not _CURRENCY.fullmatch(currency):
@@ -156,7 +158,7 @@ def _push(data: Any, environ: Mapping[str, str]) -> PushConfig:
             "push.currency", f"must be a three-letter code such as USD, got {currency!r}"
         )
     if not address:
-        if "token" in section or "token_file" in section or "peers" in section:
+        if any(key in section for key in ("token", "token_file", "peers", "peer_tls")):
             raise ConfigError(
                 "push.listen_address", "missing: a push token or peers need a listener"
             )
@@ -171,11 +173,14 @@ def _push(data: Any, environ: Mapping[str, str]) -> PushConfig:
             "push.token",
             "must be 16 to 256 characters of A-Z, a-z, 0-9 and ._~- (it goes in the URL)",
         )
+    peers = _peers(section.get("peers"), environ)
+    https = any(urlsplit(peer).scheme == "https" for peer in peers)
     return PushConfig(
         listen_address=address,
         token=token,
         currency=currency.upper(),
-        peers=_peers(section.get("peers"), environ),
+        peers=peers,
+        peer_tls=parse_peer_tls(section.get("peer_tls"), environ, https=https),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import ssl
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,25 @@ class CallsConfig:
 
 
 @dataclass(frozen=True)
+class PeerTLS:
+    """`push.peer_tls`, in the shape of Prometheus' `tls_config`: how a forward to an `https`
+    peer checks it (`ca_file`, else the system's CAs; `server_name`, else the peer URL's host)
+    and proves itself to a peer that asks (`cert_file`, `key_file`).
+
+    `context` is made from the files when the config is read (at start and on each reload), one
+    for every forward under this config; None when no peer is `https` and nothing is set. No
+    thread changes it once made.
+    """
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    server_name: str = ""
+    insecure_skip_verify: bool = False
+    context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class PushConfig:
     """The listener for the vendor's call-record push; off while `listen_address` is empty."""
 
@@ -100,6 +120,7 @@ class PushConfig:
     # Every process's push listener (base URLs, in ordinal order) to forward pushes to, with
     # shards or replicas (exporter.web.forward); empty: no forwarding.
     peers: tuple[str, ...] = ()
+    peer_tls: PeerTLS = PeerTLS()
 
     @property
     def enabled(self) -> bool:

@@ -103,11 +103,15 @@ def render_storage(stats: StorageStats, openmetrics: bool) -> bytes:
     return result_counter(STORAGE_WRITES, stats.writes, openmetrics)
 
 
-def render_push_requests(codes: Mapping[str, int]) -> Lines:
-    """aivoice_push_requests_total{code="404"} 2.0"""
+def render_push_requests(answers: Mapping[tuple[str, str], int]) -> Lines:
+    """aivoice_push_requests_total{code="200",sender="peer"} 80.0
+    aivoice_push_requests_total{code="200",sender="vendor"} 120.0
+    aivoice_push_requests_total{code="404",sender="vendor"} 2.0
+    """
     return encode(
-        f'aivoice_push_requests_total{{code="{escape(code)}"}} {value_text(count)}\n'
-        for code, count in sorted(codes.items())
+        f'aivoice_push_requests_total{{code="{escape(code)}",sender="{escape(sender)}"}} '
+        f"{value_text(count)}\n"
+        for (sender, code), count in sorted(answers.items())
     )
 
 

@@ -175,7 +175,10 @@ BALANCE = Family(
 APP_INFO = Family("aivoice_app", "info", "The account each app belongs to" + CACHED)
 BALANCE_FAMILIES = (BALANCE_UP, BALANCE, APP_INFO)
 PUSH_REQUESTS = Family(
-    "aivoice_push_requests", "counter", "Requests to the push listener by the HTTP status answered"
+    "aivoice_push_requests",
+    "counter",
+    "Requests to the push listener by sender (vendor, or peer: another exporter forwarding a "
+    "push) and HTTP status answered",
 )
 PUSH_FORWARDS = Family(
     "aivoice_push_forwards",

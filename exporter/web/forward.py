@@ -14,7 +14,9 @@ one for an account of another shard, with no peers to hand it to, is dropped and
 
 Every forward is bounded: its time (`FORWARD_TIMEOUT_SECONDS`), the answer read, the threads
 (`FORWARD_WORKERS`) and the forwards waiting for one (`MAX_PENDING_FORWARDS`, beyond which a
-forward fails at once); redirects are never followed, and the token never reaches a log.
+forward fails at once); redirects are never followed, and the token never reaches a log. An
+`https` peer is verified with the config's `push.peer_tls` context (its CA, its server name);
+one that fails verification is a failed forward, like one that does not answer.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from exporter.api.records import RecordError, parse_push
+from exporter.config.model import PeerTLS
 from exporter.config.shard import UNSHARDED, Shard
 from exporter.web.push import FORWARDED_HEADER, PUSH_PATH
 
@@ -53,6 +56,7 @@ class Routes:
     shard: Shard = UNSHARDED
     peers: tuple[str, ...] = ()
     token: str = field(default="", repr=False)
+    tls: PeerTLS = field(default_factory=PeerTLS)
 
 
 class PushRouter:
@@ -67,12 +71,11 @@ class PushRouter:
         routes: Routes,
         count: Callable[[bytes], int],
         *,
-        ssl_context: ssl.SSLContext | None = None,
         timeout: float = FORWARD_TIMEOUT_SECONDS,
     ) -> None:
         self._routes = routes
         self._count = count
-        self._ssl_context = ssl_context
+        self._default_context: ssl.SSLContext | None = None
         self._timeout = timeout
         self._lock = threading.Lock()
         self._results = dict.fromkeys(FORWARD_RESULTS, 0)
@@ -117,7 +120,7 @@ class PushRouter:
             return int(HTTPStatus.OK)
         if not others:
             return status
-        delivered = self._forward_all(body, others, routes.token)
+        delivered = self._forward_all(body, others, routes)
         return status if delivered else int(HTTPStatus.SERVICE_UNAVAILABLE)
 
     def forwarded(self, body: bytes) -> int:
@@ -133,79 +136,114 @@ class PushRouter:
             return int(HTTPStatus.MISDIRECTED_REQUEST)
         return self._count(body)
 
-    def _forward_all(self, body: bytes, peers: Sequence[str], token: str) -> bool:
-        futures: list[Future[bool]] = []
-        failed = 0
+    def _forward_all(self, body: bytes, peers: Sequence[str], routes: Routes) -> bool:
+        futures: list[Future[str]] = []
+        failures: list[str] = []  # Why each failed forward failed.
         for peer in peers:
             if not self._pending.acquire(blocking=False):
-                failed += 1
+                failures.append("too many forwards pending")
                 continue
             try:
-                future = self._pool.submit(self._forward, peer, token, body)
+                future = self._pool.submit(self._forward, peer, routes, body)
             except RuntimeError:  # Shut down: the process is stopping.
                 self._pending.release()
-                failed += 1
+                failures.append("stopping")
                 continue
             future.add_done_callback(lambda _: self._pending.release())
             futures.append(future)
         for future in futures:
             try:
-                ok = future.result(timeout=self._timeout * 2 + 1)
-            except Exception:
-                ok = False
-            failed += not ok
-        self._add(SUCCESS, len(peers) - failed)
-        self._add(FAILURE, failed)
-        if failed:
+                failure = future.result(timeout=self._timeout * 2 + 1)
+            except Exception as err:
+                failure = type(err).__name__
+            if failure:
+                failures.append(failure)
+        self._add(SUCCESS, len(peers) - len(failures))
+        self._add(FAILURE, len(failures))
+        if failures:
             self._explain(
                 FAILURE,
                 "A push could not be forwarded to every replica that owns it; the vendor is "
                 "answered 503 and retries (aivoice_push_forwards_total counts the failures)",
+                failures[0],
             )
-        return not failed
+        return not failures
 
-    def _forward(self, peer: str, token: str, body: bytes) -> bool:
-        """One POST to a peer; True if it answered 200."""
+    def _forward(self, peer: str, routes: Routes, body: bytes) -> str:
+        """One POST to a peer; why it failed, or "" if it answered 200."""
         parts = urlsplit(peer)
         if parts.scheme == "https":
-            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            connection: http.client.HTTPConnection = _PeerConnection(
                 parts.hostname or "",
                 parts.port,
                 timeout=self._timeout,
-                context=self._tls(),
+                context=routes.tls.context or self._default(),
+                server_name=routes.tls.server_name,
             )
         else:
             connection = http.client.HTTPConnection(
                 parts.hostname or "", parts.port, timeout=self._timeout
             )
-        path = parts.path.rstrip("/") + PUSH_PATH + token
+        path = parts.path.rstrip("/") + PUSH_PATH + routes.token
         headers = {"Content-Type": "application/json", FORWARDED_HEADER: "1"}
         try:
             connection.request("POST", path, body, headers)
             response = connection.getresponse()
             response.read(MAX_ANSWER_BYTES)
-            return response.status == HTTPStatus.OK
-        except (OSError, http.client.HTTPException):
-            return False
+            return "" if response.status == HTTPStatus.OK else f"answered {response.status}"
+        except (OSError, http.client.HTTPException) as err:
+            return _reason(err)
         finally:
             connection.close()
 
-    def _tls(self) -> ssl.SSLContext:
-        """The peers' TLS context, made once: making one reads the whole CA bundle."""
-        if self._ssl_context is None:
-            self._ssl_context = ssl.create_default_context()
-        return self._ssl_context
+    def _default(self) -> ssl.SSLContext:
+        """The system's CAs, for routes made without a config's context; made once: making
+        one reads the whole CA bundle."""
+        if self._default_context is None:
+            self._default_context = ssl.create_default_context()
+        return self._default_context
 
     def _add(self, result: str, count: int = 1) -> None:
         with self._lock:
             self._results[result] += count
 
-    def _explain(self, kind: str, message: str) -> None:
+    def _explain(self, kind: str, message: str, error: str = "") -> None:
         with self._lock:
             first = kind not in self._logged
             self._logged.add(kind)
         if first:
-            log.warning(message + "; later ones are counted, not logged")
+            extra = {"error": error} if error else {}
+            log.warning(message + "; later ones are counted, not logged", extra=extra)
+
+
+class _PeerConnection(http.client.HTTPSConnection):
+    """HTTPS to a peer, its certificate checked for `server_name` (else its URL's host)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None,
+        *,
+        timeout: float,
+        context: ssl.SSLContext,
+        server_name: str,
+    ) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._peer_context = context
+        self._server_name = server_name or host
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)  # The TCP connection, then TLS over it.
+        self.sock = self._peer_context.wrap_socket(self.sock, server_hostname=self._server_name)
+
+
+def _reason(err: Exception) -> str:
+    """Why a forward failed, in a few words: never the request (its path holds the token)."""
+    if isinstance(err, ssl.SSLCertVerificationError):  # Which check failed: issuer, name...
+        return f"{type(err).__name__}: {err.verify_message}"
+    if isinstance(err, OSError) and err.strerror:
+        return f"{type(err).__name__}: {err.strerror}"
+    return type(err).__name__
 
 
 def _account(body: bytes, routes: Routes) -> str | None:

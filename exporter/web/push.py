@@ -1,8 +1,9 @@
 """The call-record push listener: the vendor POSTs one JSON call record a request to us.
 
 HTTP only: what a record means is the ledger's business (`receive(body)` answers the status),
-and every answer's status goes to `answered` to be counted. The vendor's console takes only a
-URL and sends no credentials, so a secret token in the path is the lock:
+and every answer's status goes to `answered` to be counted, with whether it answered a push
+another exporter forwarded (`FORWARDED_HEADER`) rather than the vendor. The vendor's console
+takes only a URL and sends no credentials, so a secret token in the path is the lock:
 `POST /push/call-record/<token>`, compared in constant time. A wrong or missing token looks like
 any unknown path (404), so a scanner learns nothing.
 
@@ -95,7 +96,7 @@ class _Push:
 
     token: bytes = field(repr=False)
     receive: Callable[[bytes], int]
-    answered: Callable[[int], None]
+    answered: Callable[[int, bool], None]
     deadline_seconds: float
     forwarded: Callable[[bytes], int] | None = None
 
@@ -107,6 +108,7 @@ class _Push:
 class _PushHandler(ConnectionHandler):
     push: _Push  # Set on the subclass that `PushServer` makes.
     _reader: _BoundedReader
+    _forwarded = False  # The request being answered carries FORWARDED_HEADER.
 
     def setup(self) -> None:
         super().setup()
@@ -118,12 +120,19 @@ class _PushHandler(ConnectionHandler):
         # Until the request line is parsed, an answer still needs these.
         self.command, self.requestline = "", ""
         self.request_version = self.default_request_version
+        self._forwarded = False
         self._reader.begin(self.push.deadline_seconds, HEADER_BYTES)
         try:
             super().handle_one_request()
         except _TooLarge:
             self.close_connection = True
             self._answer(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, b"Headers too large.\n")
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if parsed:  # Until its headers are read, a request is taken for the vendor's.
+            self._forwarded = self.headers.get(FORWARDED_HEADER) is not None
+        return parsed
 
     def do_POST(self) -> None:
         if not self._on_push_path():
@@ -133,7 +142,7 @@ class _PushHandler(ConnectionHandler):
         if body is None:
             return
         receive = self.push.receive
-        if self.push.forwarded is not None and self.headers.get(FORWARDED_HEADER) is not None:
+        if self.push.forwarded is not None and self._forwarded:
             receive = self.push.forwarded
         try:
             status: int = receive(body)
@@ -253,8 +262,8 @@ class _PushHandler(ConnectionHandler):
             self.wfile.write(body)
 
     def send_response(self, code: int, message: str | None = None) -> None:
-        # Every answer passes here, the base class's own errors (400, 414, 431, 501) too.
-        self.push.answered(int(code))
+        # Every answer passes here, the base class's own errors (400, 431, 501, 505) too.
+        self.push.answered(int(code), self._forwarded)
         super().send_response(code, message)
 
     def log_message(self, format: str, *args: object) -> None:
@@ -267,8 +276,9 @@ class PushServer(HttpListener):
 
     `receive(body)` returns the status to answer: 200 (`success`), 400, or, when it forwards
     (exporter.forward), 503 and 421. `forwarded(body)`, if given, takes the pushes another
-    exporter forwarded (`FORWARDED_HEADER`) instead. `answered(status)` is called once for
-    every answer the listener gives, whatever it is. `deadline_seconds` bounds each request's
+    exporter forwarded (`FORWARDED_HEADER`) instead. `answered(status, forwarded)` is called
+    once for every answer the listener gives, whatever it is, `forwarded` when the request
+    carried `FORWARDED_HEADER`. `deadline_seconds` bounds each request's
     time (tests shorten it).
     """
 
@@ -278,7 +288,7 @@ class PushServer(HttpListener):
         port: int,
         token: str,
         receive: Callable[[bytes], int],
-        answered: Callable[[int], None],
+        answered: Callable[[int, bool], None],
         ssl_context: ssl.SSLContext | None = None,
         *,
         deadline_seconds: float = REQUEST_DEADLINE_SECONDS,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from exporter.balance.read import AccountBalance, BalanceSnapshot
-from exporter.calls.counts import PUSH, REJECTED, AppCalls, CallsSnapshot
+from exporter.calls.counts import PEER, PUSH, REJECTED, VENDOR, AppCalls, CallsSnapshot
 from exporter.codes import explain
 from exporter.exposition.exposition import ReloadStatus
 from exporter.snapshot import AppSnapshot, Snapshot
@@ -343,15 +343,24 @@ def _about(inputs: StatusInputs, now: float) -> str:
     facts.append(("Reload with", _e(reloads)))
     calls = inputs.calls
     if inputs.push_enabled and calls is not None and calls.push_requests is not None:
-        answered = ", ".join(
-            f"<code>{_e(code)}</code> {count}"
-            for code, count in sorted(calls.push_requests.items())
-        )
+        senders = {sender for sender, _ in calls.push_requests}
+        facts.append(("Push requests answered", _answers(calls.push_requests, VENDOR)))
+        if PEER in senders:
+            facts.append(("Forwarded pushes answered", _answers(calls.push_requests, PEER)))
         stray = calls.unattributed.get((PUSH, REJECTED), 0)
-        facts.append(("Push requests answered", answered or "none yet"))
         facts.append(("Pushed records for no configured app", str(stray)))
     body = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in facts)
     return f"<h2>Exporter</h2>\n<table>{body}</table>\n"
+
+
+def _answers(answers: Mapping[tuple[str, str], int], sender: str) -> str:
+    """The statuses answered to `sender` so far, with how many of each (those at 0 left out)."""
+    shown = ", ".join(
+        f"<code>{_e(code)}</code> {count}"
+        for (who, code), count in sorted(answers.items())
+        if who == sender and count
+    )
+    return shown or "none yet"
 
 
 def _when(seconds: float, now: float, *, ago: bool = True) -> str:

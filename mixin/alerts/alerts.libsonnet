@@ -33,6 +33,8 @@
 //                                       for 15m                                     warning
 //   AivoicePushRejected                 >= 5 push answers 404 in 10m, or any push
 //                                       record rejected in 10m, for 10m             warning
+//   AivoicePushForwardsFailing          > 10% of forwarded pushes failing in 10m,
+//                                       for 15m                                     warning
 //   AivoiceStorageWritesFailing         call-state writes failing, none succeeding,
 //                                       for 15m                                     warning
 //   AivoiceBalanceRunningOut            balance reaches 0 within 24h at the last 6h's
@@ -373,10 +375,12 @@ local folded = lib.folded;
             // vendor's console; scanners get 404 too, hence at least 5), and records the exporter
             // turned away (an app not in the config, which carries no app_id, or an unreadable body).
             // Summed over the job's processes: a push from the vendor lands on one of them, which
-            // answers it, and a record it cannot place is rejected there, never handed on.
+            // answers it, and a record it cannot place is rejected there, never handed on. Only
+            // the answers to the vendor: a push handed on is answered again by each owner
+            // (sender="peer"), and a peer refused is AivoicePushForwardsFailing's.
             expr: |||
               label_replace(
-                sum by (%(job)s) (increase(aivoice_push_requests_total{%(selAnd)scode="404"}[10m])) >= %(pushNotFoundMin)s,
+                sum by (%(job)s) (increase(aivoice_push_requests_total{%(selAnd)ssender="vendor", code="404"}[10m])) >= %(pushNotFoundMin)s,
                 "reason", "not_found", "", ""
               )
               or
@@ -398,6 +402,33 @@ local folded = lib.folded;
                 the config, or one that could not be read). Those calls are not counted.
               ||| % t),
               runbook_url: runbook('AivoicePushRejected'),
+            },
+          },
+          {
+            alert: 'AivoicePushForwardsFailing',
+            // With push.peers: the share of the pushes handed on to the processes that own them
+            // that failed. Summed over the job's processes: each forward is made, and counted,
+            // by the one process the vendor's push landed on, so the replicas count it once.
+            // A share, not a count: a replica restarted in a rollout fails a few forwards, and
+            // the vendor's retries make up for them.
+            expr: |||
+              sum by (%(job)s) (increase(aivoice_push_forwards_total{%(selAnd)sresult="failure"}[10m]))
+              /
+              sum by (%(job)s) (increase(aivoice_push_forwards_total{%(selAnd)sresult=~"success|failure"}[10m]))
+              > %(pushForwardFailureRatio)g
+            ||| % v,
+            'for': c.pushForwardsFailingFor,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'aivoice job {{ $labels.job }}: {{ $value | humanizePercentage }} of forwarded pushes fail',
+              description: folded(|||
+                {{ $value | humanizePercentage }} of the pushes the processes of job
+                {{ $labels.job }} handed on to the replicas that own them failed in the last 10
+                minutes, above %(pushForwardFailureRatio)s for %(pushForwardsFailingFor)s. The vendor is answered
+                503 and retries; until a retry gets through, an owner that did not get the push
+                misses the call's cost (the call itself still comes through recordQuery).
+              ||| % t),
+              runbook_url: runbook('AivoicePushForwardsFailing'),
             },
           },
           {

@@ -260,12 +260,14 @@ local p = import 'panels.libsonnet';
         },
       },
       p.timeseries(30, 'Push answers by code', |||
-        The push listener's answers per minute by HTTP status, per exporter (pushes carry no app
-        until read). 404: a wrong token or path; 5 or more in 10 minutes fires AivoicePushRejected.
-        400: unreadable body, 413: over 1 MB. Summed over the processes: a push lands on one of
-        them; a push handed on to the replicas that own its app is answered by each of them too.
+        The push listener's answers to the vendor per minute by HTTP status (pushes carry no app
+        until read). 404: a wrong token or path; 5 or more in 10 minutes fires
+        AivoicePushRejected. 400: unreadable body, 413: over 1 MB, 503: not every replica that
+        owns the push got it (the vendor retries). Summed over the processes: a push lands on
+        one of them. The pushes one process hands on to another (sender="peer") are left out,
+        so this reads the same with one process as with several.
       |||, [
-        p.range('60 * sum by (code) (rate(aivoice_push_requests_total{%(sel)s}[$__rate_interval]))' % v, '{{code}}')
+        p.range('60 * sum by (code) (rate(aivoice_push_requests_total{%(sel)s, sender="vendor"}[$__rate_interval]))' % v, '{{code}}')
       ])
       + p.at(18, 13, 6, 8) + p.unit('suffix: req/min') + p.steps([['green', null]])
       + {

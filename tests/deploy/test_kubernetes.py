@@ -25,6 +25,8 @@ import yaml
 import exporter
 from exporter.cli import DEFAULT_PORT, parse_args
 from exporter.config.load import parse_config
+from exporter.web.webconfig import parse_web_config
+from tests.support.tls import Certs
 from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.slow
@@ -37,15 +39,18 @@ BUILDS = (
     "overlays/kube-prometheus-stack",
     "overlays/call-outcomes",
     "overlays/sharded",
+    "overlays/sharded-tls",
 )
 OPERATOR_BUILD = "overlays/kube-prometheus-stack"
 CALLS_BUILD = "overlays/call-outcomes"  # OPERATOR_BUILD with components/call-outcomes
 SHARDED_BUILD = "overlays/sharded"  # CALLS_BUILD with components/sharded
+SHARDED_TLS_BUILD = "overlays/sharded-tls"  # SHARDED_BUILD with components/peer-tls
 KUBERNETES_VERSION = "1.37"
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 SECRET_NAME = "aivoice-exporter-api"
 PUSH_SECRET_NAME = "aivoice-exporter-push"
 PUSH_SERVICE = "aivoice-exporter-push"
+PEER_TLS_SECRET_NAME = "aivoice-exporter-peer-tls"
 OPERATIONS = ROOT / "docs" / "operations.md"
 RULE_FILES = (ROOT / "prometheus" / "rules.yml", ROOT / "prometheus" / "alerts.yml")
 DASHBOARD = ROOT / "grafana" / "aivoice-dashboard.json"
@@ -88,6 +93,11 @@ def calls(builds: dict[str, Resources]) -> Resources:
 @pytest.fixture(scope="module")
 def sharded(builds: dict[str, Resources]) -> Resources:
     return builds[SHARDED_BUILD]
+
+
+@pytest.fixture(scope="module")
+def sharded_tls(builds: dict[str, Resources]) -> Resources:
+    return builds[SHARDED_TLS_BUILD]
 
 
 def find(resources: Resources, kind: str) -> dict[str, Any]:
@@ -689,6 +699,69 @@ def test_the_exporter_accepts_the_sharded_args_and_config(
     config = parse_config(data, {})
     # Through asdict: push.peers comes with the shard flags, after this file was written.
     assert len(dataclasses.asdict(config.push)["peers"]) == 2 * _shards(sharded)
+
+
+# --- TLS between the pods (components/peer-tls) ----------------------------------------------
+
+
+def test_tls_config_is_the_sharded_config_with_https_peers_and_peer_tls(
+    sharded: Resources, sharded_tls: Resources
+) -> None:
+    plain, tls = _config_data(sharded), _config_data(sharded_tls)
+    plain_peers, tls_peers = plain["push"].pop("peers"), tls["push"].pop("peers")
+    assert tls_peers == [peer.replace("http://", "https://", 1) for peer in plain_peers]
+    peer_tls = tls["push"].pop("peer_tls")
+    assert tls == plain
+    # One certificate for every pod, for the name of the Service that names the pods.
+    assert peer_tls["server_name"] == find(sharded_tls, "StatefulSet")["spec"]["serviceName"]
+    ca = Path(peer_tls["ca_file"])
+    secret = _mounts(sharded_tls)[str(ca.parent)]["secret"]
+    assert secret == {"secretName": PEER_TLS_SECRET_NAME, "defaultMode": 0o440}
+
+
+def test_every_listener_serves_the_certificate_of_the_peer_tls_secret(
+    sharded_tls: Resources, certs: Certs
+) -> None:
+    web_path = Path(_flag(sharded_tls, "--web.config.file"))
+    volume = _mounts(sharded_tls)[str(web_path.parent)]
+    data = yaml.safe_load(
+        named(sharded_tls, "ConfigMap", volume["configMap"]["name"])["data"][web_path.name]
+    )
+    tls = data["tls_server_config"]
+    cert, key = Path(tls["cert_file"]), Path(tls["key_file"])
+    assert (cert.name, key.name) == ("tls.crt", "tls.key")  # A kubernetes.io/tls Secret's keys.
+    assert cert.parent == key.parent
+    assert _mounts(sharded_tls)[str(cert.parent)]["secret"]["secretName"] == PEER_TLS_SECRET_NAME
+    tls["cert_file"], tls["key_file"] = str(certs.server_pem), str(certs.server_key)
+    assert parse_web_config(data).tls_enabled
+
+
+def test_the_exporter_accepts_the_tls_config_with_the_secrets_files(
+    sharded_tls: Resources, certs: Certs, tmp_path: Path
+) -> None:
+    data = _config_data(sharded_tls)
+    (tmp_path / "token").write_text("not-a-real-push-token\n")
+    (tmp_path / "api_secret").write_text("not-a-real-secret\n")
+    data["push"]["token_file"] = str(tmp_path / "token")
+    data["accounts"][0]["api_secret_file"] = str(tmp_path / "api_secret")
+    data["push"]["peer_tls"]["ca_file"] = str(certs.ca)
+    peer_tls = parse_config(data, {}).push.peer_tls
+    assert peer_tls.context is not None and peer_tls.server_name == "aivoice-exporter-peers"
+
+
+def test_probes_and_scrapes_speak_https_verified_as_the_pods_verify_each_other(
+    sharded_tls: Resources,
+) -> None:
+    box = container(sharded_tls)
+    assert box["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert box["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    (endpoint,) = find(sharded_tls, "ServiceMonitor")["spec"]["endpoints"]
+    peer_tls = _config_data(sharded_tls)["push"]["peer_tls"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {
+        "ca": {"secret": {"name": PEER_TLS_SECRET_NAME, "key": Path(peer_tls["ca_file"]).name}},
+        "serverName": peer_tls["server_name"],
+    }
 
 
 # --- what the Prometheus Operator and Grafana pick up -------------------------------------------

@@ -96,7 +96,7 @@ def input_series() -> list[dict[str, str]]:
                     continue
                 for series in _cluster_series(cluster):
                     values = series_values(series, restarted)
-                    if series.landed and index == 1:
+                    if (series.landed and index == 1) or (series.forwarded and index == 0):
                         values = f"0x{MINUTES}"
                     written.append(
                         {

@@ -43,13 +43,13 @@ def input_series() -> list[dict[str, str]]:
     written = []
     for series in exporter_series():
         solo = {"job": "one", **SOLO, **series.labels}
-        written.append(
-            {"series": series_selector(series.metric, solo), "values": series_values(series, False)}
-        )
+        if not series.forwarded:
+            values = series_values(series, False)
+            written.append({"series": series_selector(series.metric, solo), "values": values})
         for index, replica in enumerate(REPLICAS):
             labels = {"job": "two", **replica, **series.labels}
             values = series_values(series, restarted=index == 1)
-            if series.landed and index == 1:
+            if (series.landed and index == 1) or (series.forwarded and index == 0):
                 values = f"0x{MINUTES}"
             written.append({"series": series_selector(series.metric, labels), "values": values})
     return written

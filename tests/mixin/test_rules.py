@@ -40,6 +40,7 @@ REQUIRED_ALERTS = frozenset(
         "AivoiceLineFailing",
         "AivoiceCallLoss",
         "AivoicePushRejected",
+        "AivoicePushForwardsFailing",
         "AivoiceStorageWritesFailing",
         "AivoiceBalanceRunningOut",
         "AivoiceBalanceExhausted",

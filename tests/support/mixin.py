@@ -53,6 +53,8 @@ EXPORTED_METRICS = frozenset(
         "aivoice_task_call_results_total",
         "aivoice_call_records_total",
         "aivoice_push_requests_total",
+        # Pushes handed on to the processes that own them (push.peers, or shards).
+        "aivoice_push_forwards_total",
         # The call state kept with --storage.path.
         "aivoice_storage_writes_total",
         # The account's balance (balance.enabled).
@@ -64,6 +66,9 @@ EXPORTED_METRICS = frozenset(
 )
 # Series Prometheus itself makes for every scrape target.
 PROMETHEUS_SERIES = frozenset({"up"})
+# Exported only by a process among several (push.peers, or --total-shards above 1): one
+# exporter alone serves none of these.
+FLEET_ONLY_METRICS = frozenset({"aivoice_push_forwards_total"})
 # Panels whose every query may legitimately be empty on a healthy stack.
 MAY_BE_EMPTY = frozenset(
     {"API errors by code", "Running tasks with no completed call in 30 minutes"}

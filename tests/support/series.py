@@ -31,6 +31,9 @@ class Series:
     # Counted by the process a request lands on (the push listener's answers): one replica has
     # them, the other none, so that the sum over processes is what one process counts.
     landed: bool = False
+    # Counted by a process a push was handed on to (its answers to a peer): only among
+    # several processes; one process alone never has it.
+    forwarded: bool = False
 
 
 def app_series(app: str, account: str, scale: int) -> list[Series]:
@@ -130,13 +133,19 @@ def app_series(app: str, account: str, scale: int) -> list[Series]:
     return series
 
 
+VENDOR_200 = {"sender": "vendor", "code": "200"}
+VENDOR_404 = {"sender": "vendor", "code": "404"}
+PEER_200 = {"sender": "peer", "code": "200"}
+
+
 def exporter_series() -> list[Series]:
     """A day's work of one exporter: two apps in two accounts, calls, pushes, a balance."""
     series = app_series("APP1", "main", 1) + app_series("APP2", "other", 2)
     series += [
         Series("up", {}, 1),
-        Series("aivoice_push_requests_total", {"code": "200"}, 0, 50, counter=True, landed=True),
-        Series("aivoice_push_requests_total", {"code": "404"}, 0, 1, counter=True, landed=True),
+        Series("aivoice_push_requests_total", VENDOR_200, 0, 50, counter=True, landed=True),
+        Series("aivoice_push_requests_total", VENDOR_404, 0, 1, counter=True, landed=True),
+        Series("aivoice_push_requests_total", PEER_200, 0, 50, counter=True, forwarded=True),
         Series("aivoice_account_balance", {"account": "main", "kind": "balance"}, 900, -0.6),
         Series("aivoice_account_balance", {"account": "main", "kind": "gift"}, 50),
         Series("aivoice_account_balance", {"account": "other", "kind": "balance"}, 400, -1.2),

@@ -129,7 +129,8 @@ def test_demo_shows_every_call_metric_with_data(start_exporter) -> None:
     assert call_metrics <= names
     for name in call_metrics - {"aivoice_push_requests_total"}:
         assert sum(sample_values(text, name).values()) > 0, name
-    assert sample_values(text, "aivoice_push_requests_total")[(("code", "200"),)] > 0
+    answers = sample_values(text, "aivoice_push_requests_total")
+    assert answers[(("code", "200"), ("sender", "vendor"))] > 0
 
 
 def run_check(*args: str) -> subprocess.CompletedProcess[str]:

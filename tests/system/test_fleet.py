@@ -8,7 +8,7 @@ end while it is down, and it is started again on its `--storage.path`.
 
 Then two Prometheus servers, one scraping the single exporter, the other the fleet, both with
 the project's recording rules (read from prometheus/rules.yml at test time), must agree on
-every recorded series.
+every recorded series, and on the dashboard's panel of the vendor's pushes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from exporter.simulator import Simulator
 from tests.support.clock import SteppedClock
 from tests.support.configs import API_KEY, API_SECRET, write_config
 from tests.support.exposition import scraped
-from tests.support.mixin import RULES
+from tests.support.mixin import RULES, load_dashboard, targets
 from tests.support.processes import ExporterProcess, Process, start_exporter_process
 from tests.support.tools import require_tool, wait_until
 
@@ -452,8 +452,16 @@ def test_pushes_landed_on_every_process_and_were_forwarded(fleet: Fleet) -> None
     for member in fleet.members:
         forwards = member.samples("aivoice_push_forwards_total")
         assert forwards[(("result", "success"),)] > 0, member.name
-        requests_ = member.samples("aivoice_push_requests_total")
-        assert requests_[(("code", "200"),)] > 0, member.name
+        answers = member.samples("aivoice_push_requests_total")
+        assert answers[(("code", "200"), ("sender", "vendor"))] > 0, member.name
+        assert answers[(("code", "200"), ("sender", "peer"))] > 0, member.name
+
+
+def test_every_process_has_a_series_for_each_answer_of_forwarding(fleet: Fleet) -> None:
+    for member in fleet.members:
+        answers = member.samples("aivoice_push_requests_total")
+        assert (("code", "503"), ("sender", "vendor")) in answers, member.name
+        assert (("code", "421"), ("sender", "peer")) in answers, member.name
 
 
 def test_a_replica_killed_and_started_again_catches_up_exactly_from_its_storage(
@@ -506,6 +514,48 @@ def test_the_deduplicated_view_counts_nothing_twice(fleet: Fleet) -> None:
                     key: max(v.get(key, 0) for v in values) for key in set().union(*values)
                 }
     assert deduplicated == single
+
+
+# ---- the dashboard's push panel on a real Prometheus
+
+PUSH_PANEL = "Push answers by code"
+# Longer than the whole run: the panel's rate is then every push the vendor sent, per second of
+# the window, on both sides alike.
+WHOLE_RUN = "1h"
+# What only the fleet may answer the vendor: 503 while a replica that owns a push is down (the
+# killed one), which a process alone never says.
+FLEET_ONLY_CODES = {"503"}
+
+
+def push_panel(server: Prometheus) -> dict[str, float]:
+    """The panel's query, its variables set to the job and a window over the whole run: the
+    vendor's pushes per minute by the code they were answered."""
+    (expr,) = [t["expr"] for p, t in targets(load_dashboard()) if p["title"] == PUSH_PANEL]
+    expr = expr.replace("$job", "aivoice").replace("$__rate_interval", WHOLE_RUN)
+    assert "$" not in expr, expr
+    return {s["metric"]["code"]: float(s["value"][1]) for s in server.query(expr)}
+
+
+def test_the_push_answers_panel_shows_what_one_exporter_shows(fleet: Fleet) -> None:
+    """Each push reaches the fleet once, on a random process, which hands it on to its owners:
+    the panel reads the vendor's pushes, not the owners' answers to the forwards."""
+    seen: dict[str, dict[str, float]] = {}
+
+    def agreed() -> bool:
+        seen.update({name: push_panel(server) for name, server in fleet.prometheus.items()})
+        single, fleet_ = seen["single"], seen["fleet"]
+        shown = {code for code, value in single.items() if value > 0}
+        extra = {code for code, value in fleet_.items() if value > 0} - shown - FLEET_ONLY_CODES
+        return (
+            "200" in shown
+            and not extra
+            and all(agree(PUSH_PANEL, single[code], fleet_.get(code, 0.0)) for code in shown)
+        )
+
+    try:
+        wait_until(agreed, timeout=120, interval=1, ignoring=(requests.RequestException,))
+    except AssertionError:
+        raise AssertionError(f"{PUSH_PANEL}: {seen}") from None
 
 
 # ---- the recording rules on a real Prometheus

@@ -314,12 +314,33 @@ def test_per_task_counts_are_off_with_calls_per_task_false(clock: FakeClock) -> 
     assert counted.results["ANSWERED"] == 1 and dict(counted.task_results) == {}
 
 
-def test_push_answers_start_at_zero_and_are_bounded(ledger: CallLedger) -> None:
-    assert dict(ledger.snapshot().push_requests or {}) == dict.fromkeys(counts.PUSH_CODES, 0)
+def test_the_vendors_push_answers_start_at_zero_and_are_bounded(ledger: CallLedger) -> None:
+    expected = {(counts.VENDOR, code): 0 for code in counts.PUSH_CODES}
+    assert dict(ledger.snapshot().push_requests or {}) == expected
     for status in range(500, 540):
         ledger.push_answered(status)
     codes = ledger.snapshot().push_requests or {}
-    assert len(codes) == counts.MAX_PUSH_CODES + 1 and codes[counts.OTHER] > 0
+    assert len(codes) == counts.MAX_PUSH_CODES + 1 and codes[(counts.VENDOR, counts.OTHER)] > 0
+
+
+def test_with_peers_503_to_the_vendor_and_every_answer_to_a_peer_start_at_zero() -> None:
+    peers = ("http://a:1", "http://b:1")
+    ledger = CallLedger(replace(config(), push=replace(config().push, peers=peers)))
+    answers = dict(ledger.snapshot().push_requests or {})
+    assert answers == {
+        **{(counts.VENDOR, code): 0 for code in (*counts.PUSH_CODES, "503")},
+        **{(counts.PEER, code): 0 for code in (*counts.PUSH_CODES, "421")},
+    }
+
+
+def test_an_answer_to_a_forwarded_push_is_counted_apart_from_the_vendors(
+    ledger: CallLedger,
+) -> None:
+    ledger.push_answered(200)
+    ledger.push_answered(200, forwarded=True)
+    ledger.push_answered(200, forwarded=True)
+    answers = ledger.snapshot().push_requests or {}
+    assert (answers[(counts.VENDOR, "200")], answers[(counts.PEER, "200")]) == (1, 2)
 
 
 def test_push_answers_are_absent_when_the_push_is_off() -> None:

@@ -711,9 +711,11 @@ def call_reference(snap: CallsSnapshot) -> list[Metric]:
             unknown.add_metric([outcome, source], count)
         records.samples += unknown.samples
     if snap.push_requests is not None:
-        pushes = CounterMetricFamily(m.PUSH_REQUESTS.name, m.PUSH_REQUESTS.help, labels=["code"])
-        for code, count in sorted(snap.push_requests.items()):
-            pushes.add_metric([code], count)
+        pushes = CounterMetricFamily(
+            m.PUSH_REQUESTS.name, m.PUSH_REQUESTS.help, labels=["sender", "code"]
+        )
+        for (sender, code), count in sorted(snap.push_requests.items()):
+            pushes.add_metric([sender, code], count)
         families.append(pushes)
     return [family for family in families if family.samples]
 
@@ -753,7 +755,10 @@ def app_calls(draw: st.DrawFn, app_id: str) -> AppCalls:
 def call_snapshots(draw: st.DrawFn) -> CallsSnapshot:
     app_ids = draw(st.lists(LABEL_TEXT, max_size=3, unique=True))
     unattributed = draw(st.dictionaries(st.just(("push", "rejected")), st.integers(0, 99)))
-    codes = st.dictionaries(st.sampled_from(["200", "400", "404", "413"]), st.integers(0, 99))
+    codes = st.dictionaries(
+        st.tuples(st.sampled_from(["vendor", "peer"]), st.sampled_from(["200", "404", "421"])),
+        st.integers(0, 99),
+    )
     return CallsSnapshot(
         apps=tuple(draw(app_calls(app_id)) for app_id in app_ids),
         unattributed=MappingProxyType(unattributed),
@@ -774,12 +779,15 @@ def test_call_families_are_byte_for_byte_client_pythons_own(
 
 
 def test_call_families_come_with_every_scrape_between_polls() -> None:
-    snapshots = [CallsSnapshot(), CallsSnapshot(push_requests=MappingProxyType({"200": 3}))]
+    pushed = {("vendor", "200"): 3}
+    snapshots = [CallsSnapshot(), CallsSnapshot(push_requests=MappingProxyType(pushed))]
     exposition = Renderer(MetricsConfig(), lambda: snapshots[-1]).render(snapshot(), RELOAD)
-    assert b'aivoice_push_requests_total{code="200"} 3.0' in exposition.text
-    snapshots.append(CallsSnapshot(push_requests=MappingProxyType({"200": 4})))
-    assert b'aivoice_push_requests_total{code="200"} 4.0' in exposition.text
-    assert b'{code="200"} 4.0' in gzip.decompress(exposition.body(False, gzipped=True))
+    assert b'aivoice_push_requests_total{code="200",sender="vendor"} 3.0' in exposition.text
+    snapshots.append(CallsSnapshot(push_requests=MappingProxyType({("vendor", "200"): 4})))
+    assert b'aivoice_push_requests_total{code="200",sender="vendor"} 4.0' in exposition.text
+    assert b'{code="200",sender="vendor"} 4.0' in gzip.decompress(
+        exposition.body(False, gzipped=True)
+    )
 
 
 def calls_of(app_id: str, results: dict[str, int] | None = None) -> AppCalls:

@@ -6,14 +6,20 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import pytest
 import requests
 
+from exporter.config.peer_tls import parse_peer_tls
 from exporter.config.shard import Shard, shard_of
 from exporter.web.forward import DROPPED, FAILURE, SUCCESS, PushRouter, Routes
 from exporter.web.push import FORWARDED_HEADER, PushServer
+from tests.support.tls import Certs, issue, require_client_cert, tls_server_config, web_config
 
 TOKEN = "Qx7-frontHalf.~backHalf_9Zk"
 # Two accounts on different shards of 2: which is which follows from the hash.
@@ -28,7 +34,13 @@ def body(app_id: str, call_id: str = "c-1") -> bytes:
 class Node:
     """One process's push listener and router, with what its ledger was handed."""
 
-    def __init__(self, ordinal: int, total: int, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        ordinal: int,
+        total: int,
+        timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.counted: list[bytes] = []
         self.answers: list[int] = []
         self._lock = threading.Lock()
@@ -39,7 +51,8 @@ class Node:
             0,
             TOKEN,
             self.router.receive,
-            self.answers.append,
+            lambda status, forwarded: self.answers.append(status),
+            ssl_context,
             forwarded=self.router.forwarded,
         )
         self.server.start()
@@ -52,7 +65,7 @@ class Node:
     @property
     def url(self) -> str:
         host, port = self.server.address
-        return f"http://{host}:{port}"
+        return f"{'https' if self.server.tls else 'http'}://{host}:{port}"
 
     def stop(self) -> None:
         self.server.stop()
@@ -72,9 +85,10 @@ def fleet(total: int, replicas: int, timeout: float = 5.0) -> Iterator[list[Node
             node.stop()
 
 
-def push(node: Node, pushed: bytes, forwarded: bool = False) -> requests.Response:
+def push(node: Node, pushed: bytes, forwarded: bool = False, **tls: Any) -> requests.Response:
     headers = {FORWARDED_HEADER: "1"} if forwarded else {}
-    return requests.post(f"{node.url}/push/call-record/{TOKEN}", data=pushed, headers=headers)
+    url = f"{node.url}/push/call-record/{TOKEN}"
+    return requests.post(url, data=pushed, headers=headers, timeout=30, **tls)
 
 
 def owner_ordinal(app_id: str, total: int) -> int:
@@ -171,3 +185,87 @@ def test_a_peer_that_never_answers_costs_a_bounded_wait() -> None:
             assert push(node, body("APP_E")).status_code == 503
         finally:
             node.stop()
+
+
+# ---- peers over https, verified with push.peer_tls
+
+
+@contextlib.contextmanager
+def tls_fleet(peer_tls: dict[str, Any], *servers: ssl.SSLContext) -> Iterator[list[Node]]:
+    """Replicas whose push listeners serve TLS, one for each of `servers`, forwarding to each
+    other over https with the context `push.peer_tls` makes."""
+    nodes = [Node(i, 1, ssl_context=server) for i, server in enumerate(servers)]
+    peers = tuple(node.url for node in nodes)
+    tls = parse_peer_tls(peer_tls, {}, https=True)
+    for node in nodes:
+        node.router.reconfigure(Routes(APPS, node.shard, peers, TOKEN, tls))
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@pytest.fixture
+def server_tls(certs: Certs, tmp_path: Path) -> ssl.SSLContext:
+    """The listener's TLS as `--web.config.file` gives it: a certificate for 127.0.0.1."""
+    context = web_config(tmp_path, tls_server_config(certs)).ssl_context()
+    assert context is not None
+    return context
+
+
+def test_a_peer_over_https_is_verified_with_the_ca_file(
+    certs: Certs, server_tls: ssl.SSLContext
+) -> None:
+    with tls_fleet({"ca_file": str(certs.ca)}, server_tls, server_tls) as (first, second):
+        assert push(first, body("APP_E"), verify=str(certs.ca)).text == "success"
+        assert len(second.counted) == 1
+        assert first.router.results()[SUCCESS] == 1
+
+
+def test_a_peer_whose_certificate_fails_verification_is_a_failed_forward(
+    certs: Certs, server_tls: ssl.SSLContext
+) -> None:
+    with tls_fleet({}, server_tls, server_tls) as (first, second):  # The system's CAs only.
+        assert push(first, body("APP_E"), verify=str(certs.ca)).status_code == 503
+        assert second.counted == []
+        assert first.router.results()[FAILURE] == 1
+
+
+def test_insecure_skip_verify_forwards_to_any_certificate(
+    certs: Certs, server_tls: ssl.SSLContext
+) -> None:
+    with tls_fleet({"insecure_skip_verify": True}, server_tls, server_tls) as (first, second):
+        assert push(first, body("APP_E"), verify=str(certs.ca)).text == "success"
+        assert len(second.counted) == 1
+
+
+@pytest.mark.parametrize(("server_name", "status"), [("peer.internal", 200), ("", 503)])
+def test_the_peers_certificate_is_checked_for_server_name(
+    certs: Certs, tmp_path: Path, server_tls: ssl.SSLContext, server_name: str, status: int
+) -> None:
+    """A certificate for a name, not for the address in push.peers: `server_name` says it."""
+    pem, key = issue(tmp_path, (certs.ca, certs.ca_key), "peer", "subjectAltName=DNS:peer.internal")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(pem, key)
+    peer_tls = {"ca_file": str(certs.ca), "server_name": server_name}
+    with tls_fleet(peer_tls, server_tls, server) as (first, _):
+        assert push(first, body("APP_E"), verify=str(certs.ca)).status_code == status
+
+
+def test_a_peer_that_requires_a_client_certificate_gets_cert_file(
+    certs: Certs, tmp_path: Path
+) -> None:
+    server = web_config(tmp_path, tls_server_config(certs, require_client_cert(certs)))
+    context = server.ssl_context()
+    assert context is not None
+    client = {"cert_file": str(certs.client_pem), "key_file": str(certs.client_key)}
+    with tls_fleet({"ca_file": str(certs.ca), **client}, context, context) as (first, second):
+        answer = push(
+            first,
+            body("APP_E"),
+            verify=str(certs.ca),
+            cert=(client["cert_file"], client["key_file"]),
+        )
+        assert answer.text == "success"
+        assert len(second.counted) == 1

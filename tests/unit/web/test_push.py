@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 import requests
 
+from exporter.calls.counts import PUSH_CODES
 from exporter.process.logs import LogfmtFormatter
 from exporter.simulator import Simulator
-from exporter.web.push import MAX_BODY_BYTES, PushServer
+from exporter.web.push import FORWARDED_HEADER, MAX_BODY_BYTES, PushServer
 from tests.support.clock import FakeClock
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS
 from tests.support.tls import Certs, tls_server_config, web_config
@@ -41,6 +42,7 @@ class FakeLedger:
         self.statuses: list[int] = []
         self.bodies: list[bytes] = []
         self.answers: list[int] = []
+        self.forwarded: list[bool] = []  # For each answer: was the push marked as forwarded?
         self._lock = threading.Lock()
 
     def receive(self, body: bytes) -> int:
@@ -48,9 +50,10 @@ class FakeLedger:
             self.bodies.append(body)
             return self.statuses.pop(0) if self.statuses else 200
 
-    def answered(self, status: int) -> None:
+    def answered(self, status: int, forwarded: bool) -> None:
         with self._lock:
             self.answers.append(status)
+            self.forwarded.append(forwarded)
 
 
 @contextlib.contextmanager
@@ -283,6 +286,36 @@ def test_every_answer_is_counted_once_with_its_status(
     exchange(server, post(PUSH_PATH.encode(), b"Content-Length: 2000000"))
     exchange(server, b"GARBAGE\r\n\r\n")
     assert ledger.answers == [200, 400, 404, 405, 411, 413, 400]
+
+
+def test_every_status_the_listener_answers_is_one_the_ledger_counts_from_zero(
+    server: PushServer, ledger: FakeLedger
+) -> None:
+    ledger.statuses = [200, 400, 500]
+    for _ in range(3):
+        exchange(server, post(PUSH_PATH.encode(), b"Content-Length: 2", body=b"{}"))
+    exchange(server, post(b"/elsewhere"))
+    exchange(server, b"GET " + PUSH_PATH.encode() + b" HTTP/1.1\r\nConnection: close\r\n\r\n")
+    exchange(server, post(PUSH_PATH.encode()))
+    exchange(server, post(PUSH_PATH.encode(), b"Content-Length: 2000000"))
+    exchange(server, post(PUSH_PATH.encode(), *[b"X-H: " + b"v" * 1000] * 70))
+    exchange(server, post(PUSH_PATH.encode(), b"Transfer-Encoding: gzip"))
+    exchange(server, b"BREW " + PUSH_PATH.encode() + b" HTTP/1.1\r\n\r\n")
+    exchange(server, b"POST " + PUSH_PATH.encode() + b" HTTP/2.0\r\n\r\n")
+    answered = {str(status) for status in ledger.answers}
+    assert answered == {"200", "400", "404", "405", "411", "413", "431", "500", "501", "505"}
+    assert answered <= set(PUSH_CODES)
+
+
+def test_a_push_marked_forwarded_is_counted_apart_from_the_vendors(
+    server: PushServer, ledger: FakeLedger
+) -> None:
+    with requests.Session() as session:  # One connection: the mark is the request's own.
+        session.post(url(server), data=RECORD, headers={FORWARDED_HEADER: "1"}, timeout=5)
+        session.post(url(server), data=RECORD, timeout=5)
+    exchange(server, post(PUSH_PATH.encode(), f"{FORWARDED_HEADER}: 1".encode()))
+    assert ledger.answers == [200, 200, 411]
+    assert ledger.forwarded == [True, False, True]
 
 
 # ------------------------------------------------------------------------------- TLS and logs

@@ -159,7 +159,9 @@ def test_call_records_push_rejections_and_balance_show_when_switched_on() -> Non
         calls=CallsSnapshot(
             apps=(calls,),
             unattributed=MappingProxyType({(PUSH, REJECTED): 4}),
-            push_requests=MappingProxyType({"200": 10, "404": 2}),
+            push_requests=MappingProxyType(
+                {("vendor", "200"): 10, ("vendor", "404"): 2, ("vendor", "400"): 0}
+            ),
         ),
         calls_enabled=True,
         push_enabled=True,
@@ -178,6 +180,18 @@ def test_call_records_push_rejections_and_balance_show_when_switched_on() -> Non
     assert facts["Pushed records for no configured app"] == "4"
     assert "1,234.50" in row["Balance"]
     assert "(30 s ago)" in row["Balance"]
+
+
+def test_answers_to_forwarded_pushes_are_shown_apart_from_the_vendors() -> None:
+    answers = {("vendor", "200"): 7, ("vendor", "503"): 0, ("peer", "200"): 5, ("peer", "421"): 0}
+    status = inputs(
+        ConfiguredApp("main", "APP"),
+        calls=CallsSnapshot(push_requests=MappingProxyType(answers)),
+        push_enabled=True,
+    )
+    facts = {th.text: td.text for th, td in zip(*facts_table(page(status)), strict=True)}
+    assert facts["Push requests answered"] == "200 7"
+    assert facts["Forwarded pushes answered"] == "200 5"
 
 
 def test_columns_of_what_is_switched_off_are_left_out() -> None:
