@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from mixin import render
-from tests.support.mixin import all_panels
+from tests.support.mixin import CONFIGURED, all_panels
 from tests.support.series import (
     EVAL_MINUTES,
     MINUTES,
@@ -41,11 +41,6 @@ from tests.support.series import (
 )
 from tests.support.tools import require_tool
 
-SETTINGS = {
-    "aivoiceSelector": 'job="voice"',
-    "replicaLabels": ["instance", "pod", "replica"],
-    "showMultiCluster": True,
-}
 # The default render, kept off job "voice": its selectors are the only setting changed.
 DEFAULT = {"aivoiceSelector": 'job!="voice"'}
 SUFFIX = "_default"
@@ -110,7 +105,7 @@ def input_series() -> list[dict[str, str]]:
 @cache
 def renders() -> tuple[dict[str, Any], dict[str, Any]]:
     """The configured render, and the default one with its recorded names suffixed."""
-    configured = render.evaluate(SETTINGS)
+    configured = render.evaluate(CONFIGURED)
     default = render.evaluate(DEFAULT)
     names = [rule["record"] for group in default["rules"]["groups"] for rule in group["rules"]]
     pattern = re.compile(r"(?<![\w:])(" + "|".join(map(re.escape, names)) + r")(?![\w:])")

@@ -73,6 +73,13 @@ FLEET_ONLY_METRICS = frozenset({"aivoice_push_forwards_total"})
 MAY_BE_EMPTY = frozenset(
     {"API errors by code", "Running tasks with no completed call in 30 minutes"}
 )
+# The mixin's settings for a setup unlike the default one: the exporter's series are job
+# "voice", a `replica` label tells its replicas apart, and one Prometheus holds two clusters.
+CONFIGURED = {
+    "aivoiceSelector": 'job="voice"',
+    "replicaLabels": ["instance", "pod", "replica"],
+    "showMultiCluster": True,
+}
 _KEYWORDS = frozenset(
     {
         "and",
@@ -137,6 +144,13 @@ def variable_queries(dashboard: dict[str, Any]) -> dict[str, str]:
     return queries
 
 
+def variable_selector(query: str) -> tuple[str, str]:
+    """The selector and the label of a variable's `label_values(selector, label)`."""
+    match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query.strip())
+    assert match, f"expected label_values(selector, label), got {query}"
+    return match.group(1), match.group(2)
+
+
 def rule_exprs() -> dict[str, str]:
     """rule name (record or alert) -> expr, over rules.yml and alerts.yml."""
     exprs = {}
@@ -160,9 +174,8 @@ def used_metric_names() -> dict[str, set[str]]:
         for name in metric_names(target["expr"]):
             used.setdefault(name, set()).add(f"panel {panel['title']!r} {target['refId']}")
     for name, query in variable_queries(dashboard).items():
-        match = re.fullmatch(r"label_values\((.*),\s*\w+\)", query.strip())
-        assert match, f"variable {name}: expected label_values(selector, label), got {query}"
-        for metric in metric_names(match.group(1)):
+        selector, _ = variable_selector(query)
+        for metric in metric_names(selector):
             used.setdefault(metric, set()).add(f"variable {name}")
     for rule, expr in rule_exprs().items():
         for name in metric_names(expr):

@@ -127,3 +127,18 @@ def start_exporter_process(
             process.kill()
             raise
     return process
+
+
+def start_simulator_process(
+    *flags: str, cwd: Path | None = None, timeout: float = 120.0
+) -> tuple[Process, str]:
+    """`python -m exporter.simulator` on a free loopback port with the given flags, and the
+    base URL of the API it serves, once it says so."""
+    command = [sys.executable, "-m", "exporter.simulator", "--listen-address", "127.0.0.1:0"]
+    process = Process.start("simulator", [*command, *flags], cwd=cwd)
+    try:
+        base_url = process.wait_for_line(r"listening on (\S+)", timeout).group(1)
+    except BaseException:
+        process.kill()
+        raise
+    return process, base_url

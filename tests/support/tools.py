@@ -58,6 +58,14 @@ def wait_until(
     raise AssertionError(f"{what} not met within {timeout} s; last result: {result!r}")
 
 
+def free_port() -> int:
+    """A loopback port for programs that cannot report the one they bound (Prometheus,
+    Alertmanager), or whose port another program needs before they start."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def scrape(url: str, **kwargs: Any) -> requests.Response:
     """GET that fails the test unless the answer is a 2xx."""
     response = requests.get(url, **{"timeout": 30, **kwargs})

@@ -11,12 +11,8 @@ module; every wait polls with a deadline, and every process is killed at the end
 
 from __future__ import annotations
 
-import re
 import shutil
-import socket
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,9 +34,19 @@ from tests.support.mixin import (
     targets,
     used_metric_names,
     variable_queries,
+    variable_selector,
 )
-from tests.support.processes import Process, start_exporter_process
-from tests.support.tools import require_tool, wait_until
+from tests.support.processes import Process, start_exporter_process, start_simulator_process
+from tests.support.prometheus import (
+    DATA_TIMEOUT,
+    STARTUP_TIMEOUT,
+    PrometheusAPI,
+    start_prometheus,
+    substitute,
+    wait_for,
+    wait_ready,
+)
+from tests.support.tools import free_port, require_tool
 
 pytestmark = pytest.mark.slow
 
@@ -58,66 +64,24 @@ VARIABLES = {
     "__interval": "1s",
     "__range": "5m",
 }
-STARTUP_TIMEOUT = 120.0
-DATA_TIMEOUT = 180.0
 ALERT_TIMEOUT = 180.0
-_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
-
-
-def free_port() -> int:
-    """A port for programs that cannot report the one they bound (Prometheus, Alertmanager)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def push_url(port: int, token: str = PUSH_TOKEN) -> str:
     return f"http://127.0.0.1:{port}/push/call-record/{token}"
 
 
-def substitute(expr: str) -> str:
-    """The dashboard's variables replaced as Grafana would; an unknown one is an error."""
-    return _VARIABLE.sub(lambda m: VARIABLES[m.group(1) or m.group(2)], expr)
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """`wait_until` for checks that talk to a program still starting up."""
-    return wait_until(
-        check, timeout, interval=0.25, ignoring=(requests.RequestException,), what=what
-    )
-
-
 @dataclass
 class Stack:
     simulator_url: str
     exporter_url: str
-    prometheus_url: str
+    prometheus: PrometheusAPI
     alertmanager_url: str
     push_port: int
     processes: dict[str, Process]
 
     def logs(self) -> str:
         return "\n".join(f"--- {name}\n{p.log()}" for name, p in self.processes.items())
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        """Instant query; a PromQL error fails with Prometheus' message."""
-        response = requests.get(
-            f"{self.prometheus_url}/api/v1/query", params={"query": promql}, timeout=10
-        )
-        body = response.json()
-        assert response.status_code == 200 and body["status"] == "success", (promql, body)
-        return body["data"]["result"]
-
-    def query_range(self, promql: str, seconds: int = 60) -> list[dict[str, Any]]:
-        end = time.time()
-        response = requests.get(
-            f"{self.prometheus_url}/api/v1/query_range",
-            params={"query": promql, "start": end - seconds, "end": end, "step": 1},
-            timeout=10,
-        )
-        body = response.json()
-        assert response.status_code == 200 and body["status"] == "success", (promql, body)
-        return body["data"]["result"]
 
     def set_faults(self, **faults: Any) -> None:
         response = requests.post(f"{self.simulator_url}/-/faults", json=faults, timeout=5)
@@ -144,31 +108,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # The simulator needs the push URL before the exporter exists: the port is picked here.
     push_port = free_port()
     try:
-        processes["simulator"] = simulator = Process.start(
-            "simulator",
-            [
-                sys.executable,
-                "-m",
-                "exporter.simulator",
-                "--listen-address",
-                "127.0.0.1:0",
-                "--api-key",
-                API_KEY,
-                "--api-secret",
-                API_SECRET,
-                "--app-ids",
-                ",".join(APP_IDS),
-                "--seed",
-                "3",
-                "--push-url",
-                push_url(push_port),
-                # pushes made before the exporter listens are retried soon
-                "--push-retry-delay",
-                "0.5",
-            ],
+        processes["simulator"], base_url = start_simulator_process(
+            "--api-key",
+            API_KEY,
+            "--api-secret",
+            API_SECRET,
+            "--app-ids",
+            ",".join(APP_IDS),
+            "--seed",
+            "3",
+            "--push-url",
+            push_url(push_port),
+            # pushes made before the exporter listens are retried soon
+            "--push-retry-delay",
+            "0.5",
             cwd=work,
+            timeout=STARTUP_TIMEOUT,
         )
-        base_url = simulator.wait_for_line(r"listening on (\S+)", STARTUP_TIMEOUT).group(1)
         config = {
             "api": {"base_url": base_url, "timeout_seconds": 2, "max_requests_per_second": 100},
             "poll": {"interval_seconds": 1, "stale_after_seconds": 60},
@@ -212,57 +168,36 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             cwd=work,
         )
 
-        prom_port = free_port()
         shutil.copy(RULES, work / "rules.yml")
         shortened_alerts(work / "alerts.yml")
-        (work / "prometheus.yml").write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": ["rules.yml", "alerts.yml"],
-                    "alerting": {
-                        "alertmanagers": [
-                            {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}
-                        ]
-                    },
-                    "scrape_configs": [
-                        {"job_name": JOB, "static_configs": [{"targets": [exporter_address]}]}
-                    ],
-                }
-            ),
-            encoding="utf-8",
-        )
-        processes["prometheus"] = Process.start(
-            "prometheus",
-            [
-                prometheus,
-                f"--config.file={work / 'prometheus.yml'}",
-                f"--storage.tsdb.path={work / 'prometheus-data'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-            ],
-            cwd=work,
+        processes["prometheus"], api = start_prometheus(
+            prometheus,
+            work,
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": ["rules.yml", "alerts.yml"],
+                "alerting": {
+                    "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
+                },
+                "scrape_configs": [
+                    {"job_name": JOB, "static_configs": [{"targets": [exporter_address]}]}
+                ],
+            },
         )
         running = Stack(
             simulator_url=base_url.removesuffix("/aivoice"),
             exporter_url=f"http://{exporter_address}",
-            prometheus_url=f"http://127.0.0.1:{prom_port}",
+            prometheus=api,
             alertmanager_url=f"http://127.0.0.1:{am_port}",
             push_port=push_port,
             processes=processes,
         )
-        for name, url in (
-            ("alertmanager", running.alertmanager_url),
-            ("prometheus", running.prometheus_url),
-        ):
-
-            def ready(url: str = url, name: str = name) -> bool:
-                if processes[name].popen.poll() is not None:
-                    raise AssertionError(f"{name} exited:\n{processes[name].log()}")
-                return requests.get(f"{url}/-/ready", timeout=2).status_code == 200
-
-            wait_for(ready, STARTUP_TIMEOUT, f"{name} to be ready")
+        wait_ready(processes["alertmanager"], running.alertmanager_url)
+        wait_ready(processes["prometheus"], api.url)
         wait_for(
-            lambda: running.query(f'up{{job="{JOB}"}} == 1'), STARTUP_TIMEOUT, "the first scrape"
+            lambda: running.prometheus.query(f'up{{job="{JOB}"}} == 1'),
+            STARTUP_TIMEOUT,
+            "the first scrape",
         )
         yield running
     finally:
@@ -271,16 +206,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_prometheus_loads_every_rule_and_evaluates_it_without_error(stack: Stack) -> None:
-    def rules() -> list[dict[str, Any]]:
-        response = requests.get(f"{stack.prometheus_url}/api/v1/rules", timeout=10)
-        found = [r for g in response.json()["data"]["groups"] for r in g["rules"]]
-        return (
-            found
-            if found and all(r.get("lastEvaluation", "").startswith("2") for r in found)
-            else []
-        )
-
-    found = wait_for(rules, DATA_TIMEOUT, "every rule to be evaluated")
+    found = wait_for(stack.prometheus.evaluated_rules, DATA_TIMEOUT, "every rule to be evaluated")
     assert {r["name"] for r in found if r["type"] == "recording"} == recorded_names()
     broken = {r["name"]: r.get("lastError") for r in found if r["health"] != "ok"}
     assert not broken, broken
@@ -289,16 +215,12 @@ def test_prometheus_loads_every_rule_and_evaluates_it_without_error(stack: Stack
 def test_every_dashboard_query_runs_and_each_panel_shows_data(stack: Stack) -> None:
     pending = {}
     for panel, target in targets(load_dashboard()):
-        promql = substitute(target["expr"])
-        stack.query_range(promql)  # a query that does not parse fails here, with its error
-        stack.query(promql)
+        promql = substitute(target["expr"], VARIABLES)
+        stack.prometheus.query_range(promql)  # a query that does not parse fails here
+        stack.prometheus.query(promql)
         if panel["title"] not in MAY_BE_EMPTY:
             pending[f"{panel['title']} {target['refId']}"] = promql
-    # Rates need a few scrapes: one deadline for all the queries that should show data.
-    deadline = time.monotonic() + DATA_TIMEOUT
-    while pending and time.monotonic() < deadline:
-        pending = {name: q for name, q in pending.items() if not stack.query(q)}
-        time.sleep(0.5 if pending else 0)
+    pending = stack.prometheus.without_data(pending, DATA_TIMEOUT)
     assert not pending, "queries without data:\n" + "\n".join(
         f"{name}: {q}" for name, q in pending.items()
     )
@@ -307,13 +229,9 @@ def test_every_dashboard_query_runs_and_each_panel_shows_data(stack: Stack) -> N
 def test_template_variables_list_the_stacks_job_apps_and_statuses(stack: Stack) -> None:
     expected = {"job": {JOB}, "app_id": set(APP_IDS), "status": {"IN_PROCESS", "COMPLETED"}}
     for name, query in variable_queries(load_dashboard()).items():
-        selector, label = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query).groups()  # type: ignore[union-attr]
-        response = requests.get(
-            f"{stack.prometheus_url}/api/v1/label/{label}/values",
-            params={"match[]": substitute(selector)},
-            timeout=10,
-        )
-        assert set(response.json()["data"]) >= expected[name], (name, response.json())
+        selector, label = variable_selector(query)
+        values = stack.prometheus.label_values(label, substitute(selector, VARIABLES))
+        assert values >= expected[name], (name, values)
 
 
 def test_every_metric_the_dashboard_and_rules_use_is_on_the_exporters_metrics(
@@ -330,7 +248,7 @@ def test_every_metric_the_dashboard_and_rules_use_is_on_the_exporters_metrics(
 
 
 def firing_alerts(stack: Stack, name: str) -> list[dict[str, Any]]:
-    response = requests.get(f"{stack.prometheus_url}/api/v1/alerts", timeout=10)
+    response = requests.get(f"{stack.prometheus.url}/api/v1/alerts", timeout=10)
     return [
         a
         for a in response.json()["data"]["alerts"]
@@ -376,7 +294,11 @@ def test_authentication_failure_fires_in_prometheus_and_reaches_alertmanager(sta
 
         # The dashboard's errors panel, empty while healthy, now shows the code.
         errors = next(t for p, t in targets(load_dashboard()) if p["title"] == "API errors by code")
-        result = wait_for(lambda: stack.query(substitute(errors["expr"])), DATA_TIMEOUT, "errors")
+        result = wait_for(
+            lambda: stack.prometheus.query(substitute(errors["expr"], VARIABLES)),
+            DATA_TIMEOUT,
+            "errors",
+        )
         assert {r["metric"]["code"] for r in result} == {"-1"}
     finally:
         stack.set_faults()
@@ -385,7 +307,7 @@ def test_authentication_failure_fires_in_prometheus_and_reaches_alertmanager(sta
 def test_calls_from_both_sources_reach_the_call_rules(stack: Stack) -> None:
     # A call is counted by whichever source sees it first: the other one reads a duplicate.
     def sources() -> set[str]:
-        result = stack.query(
+        result = stack.prometheus.query(
             f"sum by (source) (aivoice_call_records_total"
             f'{{job="{JOB}", outcome=~"counted|duplicate"}}) > 0'
         )
@@ -396,7 +318,7 @@ def test_calls_from_both_sources_reach_the_call_rules(stack: Stack) -> None:
         "push",
     }
     ratios = wait_for(
-        lambda: stack.query("app_id:aivoice_call_results_answered:ratio_increase1h"),
+        lambda: stack.prometheus.query("app_id:aivoice_call_results_answered:ratio_increase1h"),
         DATA_TIMEOUT,
         "the answer ratio",
     )
@@ -419,17 +341,17 @@ def test_pushes_with_a_wrong_token_fire_push_rejected(stack: Stack) -> None:
 
 def test_the_balance_reaches_the_spend_and_runway_rules(stack: Stack) -> None:
     balances = wait_for(
-        lambda: stack.query(f'aivoice_account_balance{{job="{JOB}", kind="balance"}}'),
+        lambda: stack.prometheus.query(f'aivoice_account_balance{{job="{JOB}", kind="balance"}}'),
         DATA_TIMEOUT,
         "the account's balance",
     )
     assert [r["metric"]["account"] for r in balances] == [API_KEY]  # no name: the api_key
-    info = stack.query(f'aivoice_app_info{{job="{JOB}"}}')
+    info = stack.prometheus.query(f'aivoice_app_info{{job="{JOB}"}}')
     assert {r["metric"]["app_id"]: r["metric"]["account"] for r in info} == dict.fromkeys(
         APP_IDS, API_KEY
     )
     runway = wait_for(
-        lambda: stack.query("account:aivoice_account_runway_seconds:rate1h"),
+        lambda: stack.prometheus.query("account:aivoice_account_runway_seconds:rate1h"),
         DATA_TIMEOUT,
         "the runway (a balance and a spend above zero)",
     )
@@ -437,7 +359,7 @@ def test_the_balance_reaches_the_spend_and_runway_rules(stack: Stack) -> None:
     assert float(runway[0]["value"][1]) > 0
     # Earlier tests' faults fail getBalance too: the next read after they end succeeds.
     assert wait_for(
-        lambda: stack.query(f'aivoice_account_balance_up{{job="{JOB}"}} == 1'),
+        lambda: stack.prometheus.query(f'aivoice_account_balance_up{{job="{JOB}"}} == 1'),
         DATA_TIMEOUT,
         "a successful balance read",
     )
