@@ -28,13 +28,12 @@ import yaml
 from mixin import render
 from tests.support.mixin import CONFIGURED, all_panels
 from tests.support.series import (
-    EVAL_MINUTES,
     MINUTES,
     PER_TARGET_PANELS,
-    TOLERANCE,
     Series,
     app_series,
     dashboard_query,
+    equal_answer_cases,
     exporter_series,
     series_selector,
     series_values,
@@ -131,32 +130,7 @@ def configured_dashboard() -> dict[str, Any]:
 
 def same_answers(configured: str, default: str) -> list[dict[str, Any]]:
     """promtool cases: as many series, each equal to its twin (labels but job and cluster)."""
-    ignoring = "ignoring (job, cluster)"
-    cases = []
-    for minute in EVAL_MINUTES:
-        at = f"{minute}m"
-        cases += [
-            {
-                "expr": f"(count({configured}) or vector(0)) - (count({default}) or vector(0))",
-                "eval_time": at,
-                "exp_samples": [{"labels": "{}", "value": 0}],
-            },
-            {
-                "expr": (
-                    f"count(abs(({configured}) - {ignoring} ({default}))"
-                    f" <= {ignoring} (abs({default}) * {TOLERANCE} + {TOLERANCE}))"
-                    f" - count({default})"
-                ),
-                "eval_time": at,
-                "exp_samples": [{"labels": "{}", "value": 0}],
-            },
-            {
-                "expr": f"clamp_max(count({default}), 1)",
-                "eval_time": at,
-                "exp_samples": [{"labels": "{}", "value": 1}],
-            },
-        ]
-    return cases
+    return equal_answer_cases(configured, default, "job, cluster")
 
 
 def run_promtool(tmp_path: Path, cases: list[dict[str, Any]]) -> None:

@@ -20,12 +20,11 @@ import yaml
 
 from tests.support.mixin import RULES, load_dashboard, recorded_names, targets
 from tests.support.series import (
-    EVAL_MINUTES,
     MINUTES,
     PER_TARGET_PANELS,
-    TOLERANCE,
     Series,
     dashboard_query,
+    equal_answer_cases,
     exporter_series,
     series_selector,
     series_values,
@@ -57,31 +56,7 @@ def input_series() -> list[dict[str, str]]:
 
 def same_both_ways(one: str, two: str) -> list[dict[str, Any]]:
     """promtool cases: as many series, each equal to its twin (labels but `job`), at least one."""
-    cases = []
-    for minute in EVAL_MINUTES:
-        at = f"{minute}m"
-        cases += [
-            {
-                "expr": f"(count({two}) or vector(0)) - (count({one}) or vector(0))",
-                "eval_time": at,
-                "exp_samples": [{"labels": "{}", "value": 0}],
-            },
-            {
-                "expr": (
-                    f"count(abs(({two}) - ignoring (job) ({one}))"
-                    f" <= ignoring (job) (abs({one}) * {TOLERANCE} + {TOLERANCE}))"
-                    f" - count({one})"
-                ),
-                "eval_time": at,
-                "exp_samples": [{"labels": "{}", "value": 0}],
-            },
-            {
-                "expr": f"clamp_max(count({one}), 1)",
-                "eval_time": at,
-                "exp_samples": [{"labels": "{}", "value": 1}],
-            },
-        ]
-    return cases
+    return equal_answer_cases(two, one, "job")
 
 
 def run_promtool(tmp_path: Path, cases: list[dict[str, Any]]) -> None:

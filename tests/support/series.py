@@ -8,6 +8,7 @@ restarted half-way has a gap and counters that start again from 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 # Panels that show one series per process, on purpose: the scrape targets themselves.
 PER_TARGET_PANELS = frozenset({"Exporter scrape"})
@@ -181,3 +182,34 @@ def dashboard_query(expr: str, job: str) -> str:
         expr = expr.replace(f"${name}", values[name])
     assert "$" not in expr, expr
     return expr
+
+
+def equal_answer_cases(left: str, right: str, ignoring: str) -> list[dict[str, Any]]:
+    """promtool cases at every EVAL_MINUTES: `left` has as many series as `right`, each equal to
+    its twin (labels but those `ignoring` names), and `right` has at least one."""
+    matching = f"ignoring ({ignoring})"
+    cases = []
+    for minute in EVAL_MINUTES:
+        at = f"{minute}m"
+        cases += [
+            {
+                "expr": f"(count({left}) or vector(0)) - (count({right}) or vector(0))",
+                "eval_time": at,
+                "exp_samples": [{"labels": "{}", "value": 0}],
+            },
+            {
+                "expr": (
+                    f"count(abs(({left}) - {matching} ({right}))"
+                    f" <= {matching} (abs({right}) * {TOLERANCE} + {TOLERANCE}))"
+                    f" - count({right})"
+                ),
+                "eval_time": at,
+                "exp_samples": [{"labels": "{}", "value": 0}],
+            },
+            {
+                "expr": f"clamp_max(count({right}), 1)",
+                "eval_time": at,
+                "exp_samples": [{"labels": "{}", "value": 1}],
+            },
+        ]
+    return cases
