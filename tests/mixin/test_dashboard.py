@@ -72,13 +72,6 @@ def test_dashboard_has_fixed_uid_and_no_import_inputs(dashboard: dict[str, Any])
     assert dashboard.get("id") is None
 
 
-def test_panel_ids_are_unique_including_panels_nested_in_rows(dashboard: dict[str, Any]) -> None:
-    ids = [panel["id"] for panel in all_panels(dashboard)]
-    assert all(isinstance(i, int) for i in ids)
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    assert not duplicates, f"duplicate panel ids: {duplicates}"
-
-
 def test_every_panel_and_target_uses_the_datasource_variable(dashboard: dict[str, Any]) -> None:
     for panel in all_panels(dashboard):
         if panel["type"] == "row":

@@ -116,12 +116,13 @@ def test_alerts_include_every_required_alert() -> None:
     assert set(alerting_rules()) >= REQUIRED_ALERTS
 
 
-def test_every_alert_has_severity_summary_description_and_its_runbook() -> None:
+def test_every_alert_links_to_its_own_section_of_this_repositorys_runbook() -> None:
+    """The lint (test_lint.py) checks the labels and annotations mixtool asks for; this pins
+    what the default render promises on top: exactly those three annotations, and each
+    runbook_url to the alert's own section of this repository's runbook."""
     for name, rule in alerting_rules().items():
-        assert rule["labels"]["severity"] in SEVERITIES, name
         annotations = rule["annotations"]
         assert set(annotations) == {"summary", "description", "runbook_url"}, name
-        assert "{{" in annotations["summary"] + annotations["description"], name
         assert annotations["runbook_url"] == RUNBOOK_BASE + github_anchor(name), name
 
 
@@ -135,22 +136,3 @@ def test_every_alert_has_a_unit_test_that_fires_and_one_that_does_not() -> None:
         for alert in firing:
             assert alert["exp_labels"]["severity"] == rule["labels"]["severity"], name
             assert set(alert["exp_annotations"]) == set(rule["annotations"]), name
-
-
-def test_recording_rules_are_named_level_metric_operations() -> None:
-    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
-    for rule in (rule for group in groups for rule in group["rules"]):
-        assert "alert" not in rule
-        assert re.fullmatch(r"[a-z_]+:aivoice_[a-z0-9_]+:[a-z0-9_]+", rule["record"]), rule
-
-
-def test_runbook_has_a_section_for_every_alert() -> None:
-    anchors = set()
-    in_code = False
-    for line in RUNBOOK.read_text(encoding="utf-8").splitlines():
-        if line.startswith("```"):
-            in_code = not in_code
-        elif line.startswith("#") and not in_code:
-            anchors.add(github_anchor(line.lstrip("#")))
-    missing = sorted(name for name in alerting_rules() if github_anchor(name) not in anchors)
-    assert not missing, f"docs/runbook.md has no section for: {missing}"
