@@ -19,9 +19,7 @@ from tests.support.tools import require_tool
 
 PROMETHEUS_DIR = ROOT / "prometheus"
 UNIT_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
-RUNBOOK = ROOT / "docs" / "runbook.md"
 RUNBOOK_BASE = "https://github.com/aivoice-exporter/aivoice-exporter/blob/main/docs/runbook.md#"
-SEVERITIES = frozenset({"critical", "warning", "info"})
 # The alerts the project promises its users; more may come, none of these may go.
 REQUIRED_ALERTS = frozenset(
     {
