@@ -44,16 +44,17 @@ from exporter.simulator.balance import (
     sms_code,
     sms_error,
 )
-from exporter.simulator.call_index import CallIndex, KeptWindows
+from exporter.simulator.call_index import CallIndex, KeptWindows, index_reader
 from exporter.simulator.calls import (
     MAX_CALL_SECONDS,
     Call,
     Timeline,
-    ended_between,
+    push_record,
     query_record,
     started_between,
 )
 from exporter.simulator.campaigns import render
+from exporter.simulator.ended import EndedCalls, Handover
 from exporter.simulator.faults import (
     STATS_KINDS,
     Fault,
@@ -120,7 +121,11 @@ class Account:
         self._timeline = Timeline(self._started_at, speed)
         self._lock = threading.Lock()
         self._tasks = Tasks(app_ids, tasks_per_app, seed, self._started_at, clock)
-        self._indexes = {app_id: CallIndex(seed, app_id, self._timeline) for app_id in app_ids}
+        # Each call is drawn once as it ends, for the record index, the push and the balance.
+        ended = EndedCalls(seed, self._timeline, self._tasks.plans, self._elapsed_now)
+        self._indexes = {app: CallIndex(seed, app, self._timeline, ended) for app in app_ids}
+        ended.subscribe(index_reader(self._indexes))
+        self._to_push = Handover(ended, push_queue_size)
         self._faults = Faults()
         self._pending: deque[Pending] = deque()
         self._rng = random.Random(seed)
@@ -134,7 +139,6 @@ class Account:
         self._record_queries = 0
         self._windows = KeptWindows()
         self._pusher: Pusher | None = None
-        self._push_cursor = 0.0  # simulated time up to which ended calls were pushed
         # PushSettings' fields after the URL, in order.
         self._push_options = (
             push_max_attempts,
@@ -145,9 +149,7 @@ class Account:
         if push_url is not None:
             self._pusher = self._new_pusher(push_url)
         # getBalance: the account's balance, falling as calls end (balance.py).
-        self.balance = BalanceBook(
-            balance, self._tasks.plans, seed, self._timeline, lambda: self._elapsed(self._clock())
-        )
+        self.balance = BalanceBook(balance, ended)
 
     def _new_pusher(self, url: str) -> Pusher:
         settings = PushSettings(url, *self._push_options)
@@ -162,8 +164,8 @@ class Account:
             if url is not None:
                 self._pusher = self._new_pusher(url)
             pusher = self._pusher
-            self._push_cursor = self._elapsed(self._clock())
         if pusher is not None:
+            self._to_push.start()
             pusher.start()
 
     def _stop(self) -> None:
@@ -224,12 +226,9 @@ class Account:
 
     def _ended_calls(self, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Push records of the calls that ended since the last look (the push thread), at most
-        ``limit`` of them, and how many more ended: those are never drawn."""
-        until = self._elapsed(self._clock())
-        apps = self._tasks.plans()
-        with self._lock:
-            after, self._push_cursor = self._push_cursor, max(self._push_cursor, until)
-        return ended_between(self._seed, apps, after, until, limit, self._timeline)
+        ``limit`` of them, and how many more ended: those are dropped."""
+        taken, more = self._to_push.collect(limit)
+        return [push_record(c) for c in taken], more
 
     # ---- faults and stats
 
@@ -440,6 +439,9 @@ class Account:
 
     def _elapsed(self, now: float) -> float:
         return (now - self._started_at) * self._speed
+
+    def _elapsed_now(self) -> float:
+        return self._elapsed(self._clock())
 
     def wait(self, seconds: float) -> bool:
         """Sleep, cut short by ``_stop()``; True if the simulator is still running."""

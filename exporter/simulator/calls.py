@@ -17,11 +17,10 @@ speed; durations are simulated seconds (the same thing at speed 1).
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,26 +163,6 @@ def started_between(
                 found.append(drawn)
     found.sort(key=lambda c: (c.end, int(c.call_id)))
     return found
-
-
-def ended_between(
-    seed: int,
-    apps: Mapping[str, Sequence[Plan]],
-    after: float,
-    until: float,
-    limit: int,
-    timeline: Timeline,
-) -> tuple[list[dict[str, Any]], int]:
-    """Push records of the calls that ended in (after, until] simulated seconds, at most
-    ``limit`` of them, and how many more ended: those are never drawn."""
-    if until <= after:
-        return [], 0
-    drawn = itertools.chain.from_iterable(
-        ended_in(seed, app_id, plans, after, until, timeline) for app_id, plans in apps.items()
-    )
-    records = [push_record(c) for c in itertools.islice(drawn, max(0, limit))]
-    ended = sum(p.state_at(until)[1] - p.state_at(after)[1] for ps in apps.values() for p in ps)
-    return records, ended - len(records)
 
 
 def ended_in(

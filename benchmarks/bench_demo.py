@@ -1,0 +1,105 @@
+"""Measure `--demo` as a newcomer runs it: its CPU in the first minute, its call volume and the
+recordQuery records it reads, and print the figures.
+
+Black-box: `python -m exporter --demo` runs as a process of its own (the simulator inside it),
+its CPU is read from /proc, its counts from /metrics. Each run, with the demo's fixed seed:
+
+- CPU: the process's utime+stime from its start to CPU_AT_SECONDS (the first minute);
+- calls a second per app: `aivoice_call_results_total` over VOLUME_SECONDS after the first
+  VOLUME_AFTER_SECONDS (each call is counted once, whichever source brings it first);
+- recordQuery records a second: `aivoice_call_records_total{source="poll"}` over the same span,
+  every record the reads transfer (counted and duplicate alike).
+
+No targets: the figures show what a change to the simulator or the demo's pace costs. Run with
+`make bench-demo` or `python benchmarks/bench_demo.py [--runs N]`; the machine may be shared,
+so compare runs made side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from bench import cpu_seconds
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parent.parent
+CPU_AT_SECONDS = 60.0
+VOLUME_AFTER_SECONDS = 25.0
+VOLUME_SECONDS = 20.0
+_URL = re.compile(r"Demo: metrics at (http://\S+)")
+
+
+def totals(url: str) -> tuple[dict[str, float], float]:
+    """Calls counted per app, and recordQuery records read, as the exporter says now."""
+    calls: dict[str, float] = {}
+    records = 0.0
+    text = requests.get(url, timeout=30).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "aivoice_call_results_total":
+                app = sample.labels["app_id"]
+                calls[app] = calls.get(app, 0.0) + sample.value
+            elif sample.name == "aivoice_call_records_total" and sample.labels["source"] == "poll":
+                records += sample.value
+    return calls, records
+
+
+def one_run() -> tuple[float, dict[str, float], float]:
+    """CPU seconds in the first minute, calls a second per app, records a second."""
+    command = [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", "127.0.0.1:0"]
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert process.stdout is not None
+        url = ""
+        for line in process.stdout:
+            found = _URL.search(line)
+            if found:
+                url = found.group(1)
+                break
+        if not url:
+            raise RuntimeError("the demo never said where its metrics are")
+        time.sleep(max(0.0, VOLUME_AFTER_SECONDS - (time.monotonic() - started)))
+        calls_before, records_before = totals(url)
+        time.sleep(VOLUME_SECONDS)
+        calls_after, records_after = totals(url)
+        time.sleep(max(0.0, CPU_AT_SECONDS - (time.monotonic() - started)))
+        cpu = cpu_seconds(process.pid)
+    finally:
+        process.kill()
+        process.wait()
+    rates = {
+        app: (calls_after[app] - calls_before.get(app, 0.0)) / VOLUME_SECONDS
+        for app in sorted(calls_after)
+    }
+    return cpu, rates, (records_after - records_before) / VOLUME_SECONDS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    cpus = []
+    for run in range(args.runs):
+        cpu, rates, records = one_run()
+        cpus.append(cpu)
+        per_app = ", ".join(f"{app} {rate:.1f}" for app, rate in rates.items())
+        print(
+            f"run {run + 1}: CPU {cpu:.2f} s in the first {CPU_AT_SECONDS:.0f} s;"
+            f" calls/s {per_app}; recordQuery records/s {records:.0f}",
+            flush=True,
+        )
+    print(f"CPU in the first minute: median {statistics.median(cpus):.2f} s of {args.runs} runs")
+
+
+if __name__ == "__main__":
+    main()
