@@ -18,6 +18,7 @@ so compare runs made side by side.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -26,7 +27,6 @@ import time
 from pathlib import Path
 
 import requests
-from bench import cpu_seconds
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +34,14 @@ CPU_AT_SECONDS = 60.0
 VOLUME_AFTER_SECONDS = 25.0
 VOLUME_SECONDS = 20.0
 _URL = re.compile(r"Demo: metrics at (http://\S+)")
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's utime+stime. (bench.py has the same; importing it would import the
+    exporter into this process, from wherever it is installed.)"""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def totals(url: str) -> tuple[dict[str, float], float]:

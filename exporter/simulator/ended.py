@@ -14,10 +14,12 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from typing import Generic, TypeVar
 
 from exporter.simulator.calls import Call, Timeline, ended_in
 from exporter.simulator.campaigns import Plan
 
+T = TypeVar("T")
 Reader = Callable[[Mapping[str, tuple[Plan, ...]], Mapping[str, list[Call]], float, float], None]
 """Called with every app's plans, the calls each app ended in (after, until] simulated seconds,
 then ``after`` and ``until``; under the feed's lock, so it must not call the feed back."""
@@ -70,14 +72,15 @@ class EndedCalls:
             return self._cursor
 
 
-class Handover:
+class Handover(Generic[T]):
     """The feed's reader for a thread that collects calls at its own pace (the push): keeps
     what ended once ``start`` is called, at most ``room`` calls; the rest are counted as
-    dropped."""
+    dropped. ``collect`` hands them on as ``form`` makes them (the push: its records)."""
 
-    def __init__(self, feed: EndedCalls, room: int) -> None:
+    def __init__(self, feed: EndedCalls, room: int, form: Callable[[Call], T]) -> None:
         self._feed = feed
         self._room = room
+        self._form = form
         self._lock = threading.Lock()
         self._kept: deque[Call] | None = None  # None: not started
         self._overflow = 0
@@ -90,7 +93,7 @@ class Handover:
             if self._kept is None:
                 self._kept = deque()
 
-    def collect(self, limit: int) -> tuple[list[Call], int]:
+    def collect(self, limit: int) -> tuple[list[T], int]:
         """At most ``limit`` of the calls that ended since the last look, and how many more
         ended: those are dropped."""
         self._feed.catch_up()
@@ -99,7 +102,7 @@ class Handover:
             taken = [kept.popleft() for _ in range(min(max(0, limit), len(kept)))]
             more, self._overflow = len(kept) + self._overflow, 0
             kept.clear()
-        return taken, more
+        return [self._form(c) for c in taken], more
 
     def _keep(
         self,

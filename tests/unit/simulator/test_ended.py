@@ -41,7 +41,7 @@ def test_each_ended_call_is_drawn_once_for_the_index_the_push_and_the_balance() 
     feed = EndedCalls(SEED, timeline, lambda: PLANS, lambda: timeline.elapsed(clock()))
     indexes = {app: CallIndex(SEED, app, timeline, feed) for app in PLANS}
     feed.subscribe(index_reader(indexes))
-    push = Handover(feed, 1_000_000)
+    push = Handover(feed, 1_000_000, lambda c: c)
     book = BalanceBook(1000.0, feed)
     push.start()
     drawn: list[str] = []
@@ -74,7 +74,7 @@ def test_each_ended_call_is_drawn_once_for_the_index_the_push_and_the_balance() 
 def test_the_push_gets_only_what_ends_after_it_starts() -> None:
     clock, timeline = Clock(), Timeline(STARTED, 5.0)
     feed = EndedCalls(SEED, timeline, lambda: PLANS, lambda: timeline.elapsed(clock()))
-    push = Handover(feed, 1_000_000)
+    push = Handover(feed, 1_000_000, lambda c: c)
     clock.now = STARTED + 30
     feed.catch_up()
     push.start()
@@ -88,7 +88,7 @@ def test_the_push_gets_only_what_ends_after_it_starts() -> None:
 def test_the_push_drops_what_its_queue_has_no_room_for() -> None:
     clock, timeline = Clock(), Timeline(STARTED, 5.0)
     feed = EndedCalls(SEED, timeline, lambda: PLANS, lambda: timeline.elapsed(clock()))
-    push = Handover(feed, 10)
+    push = Handover(feed, 10, lambda c: c)
     push.start()
     clock.now = STARTED + 60
     ended = sum(1 for app, ps in PLANS.items() for _ in ended_in(SEED, app, ps, 0, 300, timeline))
