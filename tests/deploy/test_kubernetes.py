@@ -10,14 +10,12 @@ dashboard file.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +49,6 @@ PUSH_SERVICE = "aivoice-exporter-push"
 OPERATIONS = ROOT / "docs" / "operations.md"
 RULE_FILES = (ROOT / "prometheus" / "rules.yml", ROOT / "prometheus" / "alerts.yml")
 DASHBOARD = ROOT / "grafana" / "aivoice-dashboard.json"
-GENERATOR = KUBERNETES / "generate.py"
 IMAGE_UID = 10188  # the Dockerfile's USER
 
 
@@ -747,22 +744,3 @@ def test_dashboard_configmap_holds_the_dashboard_file_for_the_grafana_sidecar(
     maps = [r for r in operator if r["kind"] == "ConfigMap"]
     (dashboard,) = [m for m in maps if m["metadata"]["labels"].get("grafana_dashboard") == "1"]
     assert dashboard["data"] == {DASHBOARD.name: DASHBOARD.read_text()}
-
-
-def test_generated_files_are_up_to_date() -> None:
-    """`make kubernetes` regenerates them; run it after editing the rules or the dashboard."""
-    result = subprocess.run(
-        [sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-
-
-def test_generator_check_reports_a_stale_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The check above can fail: a source edited after generation is reported."""
-    spec = importlib.util.spec_from_file_location("aivoice_generate", GENERATOR)
-    assert spec and spec.loader
-    generate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generate)
-    original: Callable[[], str] = generate.prometheus_rule
-    monkeypatch.setattr(generate, "prometheus_rule", lambda: original() + "# edited\n")
-    assert generate.main(["--check"]) == 1
