@@ -38,6 +38,7 @@ REQUIRED_ALERTS = frozenset(
         "AivoiceCallRecordsFailing",
         "AivoiceAnswerRateLow",
         "AivoiceLineFailing",
+        "AivoiceLineAnswerRateLow",
         "AivoiceCallLoss",
         "AivoicePushRejected",
         "AivoiceStorageWritesFailing",
