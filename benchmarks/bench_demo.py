@@ -10,6 +10,11 @@ its CPU is read from /proc, its counts from /metrics. Each run, with the demo's 
 - recordQuery records a second: `aivoice_call_records_total{source="poll"}` over the same span,
   every record the reads transfer (counted and duplicate alike).
 
+The counts above depend on when the first reads land, so on a loaded machine they wander. The
+model scene gives the same figures exactly, from the demo's own simulator on a clock the scene
+moves (no process, no load): the calls each app ends over the same 20 s, and the records a
+recordQuery read of the demo's lookback window holds, a second of the demo's poll interval.
+
 No targets: the figures show what a change to the simulator or the demo's pace costs. Run with
 `make bench-demo` or `python benchmarks/bench_demo.py [--runs N]`; the machine may be shared,
 so compare runs made side by side.
@@ -92,10 +97,48 @@ def one_run() -> tuple[float, dict[str, float], float]:
     return cpu, rates, (records_after - records_before) / VOLUME_SECONDS
 
 
+def model() -> tuple[dict[str, float], float]:
+    """Calls a second per app and recordQuery records a second, from the demo's simulator on a
+    clock this function moves: exact, whatever the machine's load."""
+    from exporter import demo  # Here, not above: the runs measure the demo as a process.
+    from exporter.simulator import Simulator
+
+    clock = [1_800_000_000.0]
+    options = {
+        name: getattr(demo, constant)
+        for name, constant in (("call_rate", "DEMO_CALL_RATE"), ("degrade", "DEMO_DEGRADE"))
+        if hasattr(demo, constant)
+    }
+    start = clock[0]
+    sim = Simulator(
+        "k", "s", demo.DEMO_APPS, speed=demo.DEMO_SPEED, clock=lambda: clock[0], **options
+    )
+    clock[0] = start + 60.0
+    rates = {}
+    lookback = demo.DEMO_CALLS.lookback_seconds
+    records = 0.0
+    for app in demo.DEMO_APPS:
+        ended = [_seconds(c["endTime"]) for c in sim.calls(app, start=start - 1000)]
+        low = start + VOLUME_AFTER_SECONDS
+        rates[app] = sum(low <= e < low + VOLUME_SECONDS for e in ended) / VOLUME_SECONDS
+        records += len(sim.calls(app, start=clock[0] - lookback, end=clock[0]))
+    return rates, records / demo.DEMO_POLL.interval_seconds
+
+
+def _seconds(text: str) -> float:
+    from datetime import datetime, timedelta, timezone
+
+    moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+    return moment.replace(tzinfo=timezone(timedelta(hours=8))).timestamp()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    rates, records = model()
+    per_app = ", ".join(f"{app} {rate:.1f}" for app, rate in rates.items())
+    print(f"model: calls/s {per_app}; recordQuery records/s {records:.0f}", flush=True)
     cpus = []
     for run in range(args.runs):
         cpu, rates, records = one_run()
