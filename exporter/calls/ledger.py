@@ -267,7 +267,7 @@ class CallLedger:
             if app is None:
                 return None
             previous = app.lines.error
-            app.lines.listed(lines, self._clock(), self._max_lines)
+            app.lines.listed(lines, self._clock(), self._max_lines, RESULT_STATUSES)
             self._changed(app)
             return previous
 

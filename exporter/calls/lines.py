@@ -80,9 +80,14 @@ class AppLines:
         since = now - self.tried_at
         return since >= refresh_seconds or (self.unlisted and since >= UNLISTED_RETRY_SECONDS)
 
-    def listed(self, lines: LineList, now: float, cap: int) -> None:
-        """A successful read: its names replace the ones kept (at most `cap` of them)."""
+    def listed(self, lines: LineList, now: float, cap: int, known: Iterable[str]) -> None:
+        """A successful read: its names replace the ones kept (at most `cap` of them), and each
+        line named gets its slot, its `known` results at 0 before its first call, so that
+        increase() sees that call too."""
         self.names = dict(lines.lines[:cap])
+        for line in self.names:
+            if self._slot(line, cap) == line and line not in self.results:
+                self.results[line] = dict.fromkeys(known, 0)
         self.tried_at, self.unlisted, self.error = now, False, None
 
     def failed(self, code: str, now: float) -> str | None:

@@ -65,7 +65,9 @@ def app(ledger: CallLedger) -> AppCalls:
 
 
 def per_line(calls: AppCalls) -> dict[str, dict[str, int]]:
-    return {line: {r: n for r, n in c.items() if n} for line, c in calls.lines.results.items()}
+    """The lines with calls, and their results with calls."""
+    results = calls.lines.results.items()
+    return {line: {r: n for r, n in c.items() if n} for line, c in results if any(c.values())}
 
 
 def summed(calls: AppCalls) -> dict[str, int]:
@@ -210,6 +212,22 @@ def test_a_failed_read_keeps_the_names_and_the_counts(clock: FakeClock) -> None:
         dict(before.results),
         per_line(before),
     )
+
+
+def test_a_listed_line_starts_every_documented_result_at_zero_before_its_first_call(
+    clock: FakeClock,
+) -> None:
+    ledger = primed(clock)
+    ledger.lines_read(APP, LineList((("11", "+1 555 0100"),)))
+    assert dict(app(ledger).lines.results["11"]) == dict.fromkeys(RESULT_STATUSES, 0)
+
+
+def test_listed_lines_take_their_slots_before_calls_on_others(clock: FakeClock) -> None:
+    ledger = primed(clock, max_lines=2)
+    ledger.lines_read(APP, LineList((("11", "a"), ("12", "b"))))
+    ledger.receive_push(push_body("1", 13))
+    ledger.receive_push(push_body("2", 12))
+    assert per_line(app(ledger)) == {"12": {"ANSWERED": 1}, OTHER: {"ANSWERED": 1}}
 
 
 def test_names_beyond_the_cap_are_not_kept(clock: FakeClock) -> None:
