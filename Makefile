@@ -24,7 +24,7 @@ endef
 
 MAKEFLAGS += --no-print-directory
 
-.PHONY: demo test test-fast lint format bench bench-calls bench-status mixin lock system-packages kubectl clean
+.PHONY: demo test test-fast lint format bench bench-calls bench-status bench-demo mixin lock system-packages kubectl clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) system-packages
@@ -95,6 +95,10 @@ bench-calls: $(BIN)/.installed
 # The status page at `/` for 200 apps: its size and render time, against a metrics render.
 bench-status: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_status.py
+
+# `--demo` as a newcomer runs it: its CPU in the first minute, its calls and records a second.
+bench-demo: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_demo.py
 
 # The image tests' debootstrap tarball stays in /var/cache/aivoice-exporter; delete it to refresh.
 clean:

@@ -26,6 +26,8 @@ POLL_TIMEOUT = "poll_timeout"
 # Codes the taskList page documents: each starts at 0 on every app so that increase() sees the
 # first error.
 TASK_LIST_CODES = ("-1", "-4", "-6", "-37", "-49", "-50", "-57", "-58", "-59")
+# Codes the channelList page documents (an app's lines), each at 0 from the start likewise.
+CHANNEL_LIST_CODES = ("-1", "-4", "-5", "-6", "-27", "-37", "-49", "-57", "-58", "-59")
 
 EXPLANATIONS = MappingProxyType(
     {

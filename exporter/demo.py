@@ -20,6 +20,7 @@ from exporter.config.model import (
     PushConfig,
 )
 from exporter.simulator import Simulator
+from exporter.simulator.lines import Degrade
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +28,30 @@ DEMO_APPS = ("demo-sales", "demo-support", "demo-survey")
 _KEY, _SECRET = "demo-key", "demo-secret"
 
 
-# Campaigns move five times as fast: a busy account (some 30 calls a second per app) whose
-# tasks visibly progress between two scrapes. Every poll reads the whole lookback window again
+# Campaigns move five times as fast, so tasks visibly progress between two scrapes, at the
+# volume of an account: each app ends one to three calls a second (DEMO_CALL_RATE scales the
+# simulator's busy default of 23 to 29). Every poll reads the whole lookback window again
 # (docs/operations.md, "Sizing"), so the window is kept just past the longest call (11 minutes,
-# 132 s at this speed) plus a poll interval, and polls come every 15 s as Prometheus scrapes:
-# about 1,200 call records a second for the three apps, some 12% of one core in all (simulator
-# included), so the demo stays healthy on half a core (tests/system/test_demo.py).
+# 132 s at this speed) plus a poll interval, and polls come every 15 s as Prometheus scrapes.
+# After a few minutes one line of the first app degrades: its answer rate falls to a third of
+# the others', for the dashboard's "Lines" row and the status page to show.
 DEMO_SPEED = 5.0
+DEMO_CALL_RATE = 0.05
+DEMO_DEGRADE = Degrade("demo-sales", line=0, after=4 * 60 * DEMO_SPEED, answered_share=1 / 3)
 DEMO_POLL = PollConfig(interval_seconds=15, stale_after_seconds=120, timeout_seconds=30)
 DEMO_CALLS = CallsConfig(enabled=True, lookback_seconds=180)
 
 
 def start_demo() -> tuple[Simulator, Config]:
     """A running simulator whose campaigns move five times as fast, and the config to poll it."""
-    simulator = Simulator(_KEY, _SECRET, DEMO_APPS, speed=DEMO_SPEED).start("127.0.0.1", 0)
+    simulator = Simulator(
+        _KEY,
+        _SECRET,
+        DEMO_APPS,
+        speed=DEMO_SPEED,
+        call_rate=DEMO_CALL_RATE,
+        degrade=DEMO_DEGRADE,
+    ).start("127.0.0.1", 0)
     config = Config(
         accounts=(Account(_KEY, _SECRET, DEMO_APPS),),
         api=ApiConfig(base_url=simulator.base_url, max_requests_per_second=100),

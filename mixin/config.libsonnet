@@ -46,6 +46,9 @@
     lineFaultRatio: 0.2,
     lineFaultMinCalls: 20,  // calls ended in 15 minutes
     lineFailingFor: '10m',
+    lineAnswerRateLowFactor: 0.5,  // of the share of the app's other lines, over the last hour
+    lineAnswerRateMinCalls: 100,  // calls ended in the hour on the line, and on the others
+    lineAnswerRateLowFor: '15m',
     callLossRatio: 0.1,
     callLossMinCalls: 20,  // calls ended in 15 minutes
     callLossFor: '15m',

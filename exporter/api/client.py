@@ -27,10 +27,12 @@ import time
 from collections.abc import Callable
 from functools import partial
 
+from exporter.api.lines import LineList, channel_list_request, parse_channel_list
 from exporter.api.paging import Endpoint, PageT, Stopped, read_pages
 from exporter.api.reads import CallRead, TaskRead, call_read, task_read
 from exporter.api.records import parse_record_page, record_query_request, window_text
 from exporter.api.stats import (
+    CHANNEL_LIST,
     CONSISTENT,
     INCONSISTENT,
     RECORD_QUERY,
@@ -79,8 +81,8 @@ class RateLimiter:
 
 
 class ApiClient:
-    """Polls the taskList and recordQuery endpoints for one account's apps, over a shared
-    transport and pool."""
+    """Polls the taskList and recordQuery endpoints for one account's apps, and reads their
+    lines (channelList), over a shared transport and pool."""
 
     def __init__(
         self,
@@ -103,6 +105,7 @@ class ApiClient:
         self._limiter = RateLimiter(api.max_requests_per_second)
         self._url = f"{api.base_url}/taskList"
         self._record_url = f"{api.base_url}/recordQuery"
+        self._lines_url = f"{api.base_url}/channelList"
 
     def __repr__(self) -> str:
         return f"ApiClient({self._account!r}, url={self._url!r})"
@@ -142,6 +145,16 @@ class ApiClient:
             partial(parse_record_page, app_id=app_id),
         )
         return call_read(read_pages(self._pool, app_id, partial(self._fetch, endpoint), deadline))
+
+    def read_lines(self, app_id: str, deadline: float = float("inf")) -> LineList:
+        """The app's calling lines and their names (channelList: one request, no paging)."""
+        endpoint = Endpoint(
+            CHANNEL_LIST,
+            self._lines_url,
+            lambda _: channel_list_request(app_id),
+            parse_channel_list,
+        )
+        return self._fetch(endpoint, app_id, 1, deadline)
 
     def fetch_page(self, app_id: str, current: int, deadline: float = float("inf")) -> Page:
         """One taskList page, retried with backoff while the failure is transient."""

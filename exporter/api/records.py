@@ -46,6 +46,7 @@ MAX_COST = 10**9
 WINDOW_FORMAT = "%Y-%m-%d %H:%M:%S"  # recordQuery's startTime and endTime.
 # ASCII only ("²".isdigit() is True); bounded, so float() never sees a thousand digits.
 _DECIMAL = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,15})?")
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only, like _DECIMAL; callers bound the length first.
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class CallRecord:
     cost: float | None  # push `pay`; None from recordQuery, or when the push has none.
     hangup_by: str
     intent: str  # `intentLevelDetailName`; "" when empty.
+    line_id: str = ""  # `tenantPhoneNumberId`, as `line_id` reads it; "" when absent or unreadable.
 
 
 class RecordError(Exception):
@@ -153,7 +155,23 @@ def _record(item: Any, names: _Names, app_id: str) -> CallRecord:
         cost=cost,
         hangup_by=_text(item.get("hangupBy"), "hangupBy", MAX_HANGUP_CHARS),
         intent=_text(item.get("intentLevelDetailName"), "intentLevelDetailName", MAX_INTENT_CHARS),
+        line_id=line_id(item.get("tenantPhoneNumberId")),
     )
+
+
+def line_id(value: Any) -> str:
+    """A line's id (`tenantPhoneNumberId`) as one text whichever form it comes in: records send
+    a string, pushes a number or a string, so `12`, `"12"` and `" 012 "` are the same line.
+    "" for none, and for what cannot be an id (too long, not a number or a string): the call
+    still counts, under no line of its own."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return ""
+    text = str(value).strip() if isinstance(value, str) else str(value)
+    if len(text) > MAX_ID_CHARS:
+        return ""
+    if _DIGITS.fullmatch(text):
+        return str(int(text))
+    return escape_surrogates(text)
 
 
 def _identity(value: Any, name: str, limit: int) -> str:

@@ -12,7 +12,13 @@ import threading
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from exporter.codes import BALANCE_CODES, OTHER, TASK_LIST_CODES, TRANSPORT_CODES
+from exporter.codes import (
+    BALANCE_CODES,
+    CHANNEL_LIST_CODES,
+    OTHER,
+    TASK_LIST_CODES,
+    TRANSPORT_CODES,
+)
 from exporter.snapshot import EndpointStats, RequestStats
 
 # Seconds; the SDK's own timeout is 15 s, so the top buckets reach past it.
@@ -31,11 +37,16 @@ READ_RESULTS = (CONSISTENT, REREAD, INCONSISTENT)
 # The API endpoints requests go to (the `endpoint` label of the request families).
 TASK_LIST = "taskList"
 RECORD_QUERY = "recordQuery"
+CHANNEL_LIST = "channelList"  # The app's lines and their names.
 # The account's balance: counted per account (the `account` label), not per app.
 GET_BALANCE = "getBalance"
-ENDPOINTS = (TASK_LIST, RECORD_QUERY, GET_BALANCE)
-# getBalance answers with the SMS API's codes (exporter/codes.py), so its own start at zero.
-_INITIAL_CODES = {GET_BALANCE: BALANCE_CODES + TRANSPORT_CODES}
+ENDPOINTS = (TASK_LIST, RECORD_QUERY, CHANNEL_LIST, GET_BALANCE)
+# getBalance answers with the SMS API's codes (exporter/codes.py), so its own start at zero;
+# channelList documents a list of its own.
+_INITIAL_CODES = {
+    GET_BALANCE: BALANCE_CODES + TRANSPORT_CODES,
+    CHANNEL_LIST: CHANNEL_LIST_CODES + TRANSPORT_CODES,
+}
 
 
 class _EndpointCounts:

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from exporter.calls.lines import NO_LINES, AppLines, LineCalls
+
 # The documented `resultStatus` values (docs/api.md): each starts at 0 on every app.
 RESULT_STATUSES = (
     "ANSWERED",
@@ -116,6 +118,7 @@ class AppCalls:
     intents: Mapping[str, int]
     task_results: Mapping[str, Mapping[str, int]]  # job_id -> result -> calls
     records: Mapping[tuple[str, str], int]  # (source, outcome) -> records
+    lines: LineCalls = NO_LINES  # Calls by line (summing to `results`), and the lines' names.
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ class AppLedger:
         self.intents = {NO_INTENT: 0}  # Calls without a tag: a value of its own, never bounded.
         self.tasks: dict[str, dict[str, int]] = {}
         self.records = {(source, outcome): 0 for source in sources for outcome in OUTCOMES}
+        self.lines = AppLines()
         self.frozen: AppCalls | None = None
 
     def remember(self, call_id: str, now: float) -> None:
@@ -207,6 +211,7 @@ class AppLedger:
                     {job: MappingProxyType(dict(counts)) for job, counts in self.tasks.items()}
                 ),
                 records=MappingProxyType(dict(self.records)),
+                lines=self.lines.freeze(),
             )
         return self.frozen
 

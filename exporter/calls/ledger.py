@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from types import MappingProxyType
 
+from exporter.api.lines import LineList
 from exporter.api.records import CallRecord, RecordError, parse_push
 from exporter.api.wire import MAX_DETAIL_CHARS, clean_text
 from exporter.calls.counts import (
@@ -99,6 +100,8 @@ class CallLedger:
             self._lookback = calls.lookback_seconds
             self._polled = calls.enabled
             self._per_task = calls.per_task
+            self._max_lines = calls.max_lines
+            self._lines_refresh = calls.lines_refresh_seconds
             self._sources = tuple(sources)
             self._push = push.enabled
             self._currency = currency
@@ -255,6 +258,35 @@ class CallLedger:
             if gone:
                 self._changed(app)
 
+    # ---- the lines' names (channelList), for the poller: see exporter.calls.lines
+
+    def lines_due(self, app_id: str) -> bool:
+        """Whether the app's lines should be read now: its calls were read or counted, and
+        the names were never read, are older than `calls.lines_refresh_seconds`, or lack a
+        line a call named (at most once a minute)."""
+        with self._lock:
+            app = self._apps.get(app_id)
+            if app is None:
+                return False
+            return app.lines.due(self._clock(), self._lines_refresh, app.up is not None)
+
+    def lines_read(self, app_id: str, lines: LineList) -> str | None:
+        """Take a read's names; the code the read before failed with, if it did."""
+        with self._lock:
+            app = self._apps.get(app_id)
+            if app is None:
+                return None
+            previous = app.lines.error
+            app.lines.listed(lines, self._clock(), self._max_lines, RESULT_STATUSES)
+            self._changed(app)
+            return previous
+
+    def lines_failed(self, app_id: str, code: str) -> str | None:
+        """A failed read keeps the names; the code the read before failed with, if any."""
+        with self._lock:
+            app = self._apps.get(app_id)
+            return None if app is None else app.lines.failed(code, self._clock())
+
     # ---- the state kept on disk (exporter.storage)
 
     def export(self, app_id: str, unless: int | None = None) -> AppResume | None:
@@ -335,12 +367,12 @@ class CallLedger:
             app.remember(record.call_id, now)
             self._add_call(app, record)
             if record.cost is not None:
-                self._add_cost(app, record.cost)
+                self._add_cost(app, record.cost, record.line_id)
                 app.seen[record.call_id] = SEEN | COST
             app.count_record(source, COUNTED)
             return
         if record.cost is not None and not flags & COST:
-            self._add_cost(app, record.cost)
+            self._add_cost(app, record.cost, record.line_id)
             app.seen[key] = flags | COST
         app.count_record(source, DUPLICATE)
 
@@ -349,6 +381,7 @@ class CallLedger:
             app.results, record.result or OTHER, len(RESULT_STATUSES) + MAX_EXTRA_RESULTS
         )
         app.results[result] = app.results.get(result, 0) + 1
+        app.lines.count(record.line_id, result, self._max_lines, RESULT_STATUSES)
         if record.result in ANSWERED:
             app.talk[bisect.bisect_left(TALK_BUCKETS, record.talk_seconds)] += 1
             app.talk_sum += record.talk_seconds
@@ -365,9 +398,11 @@ class CallLedger:
             if counts is not None:
                 counts[result] = counts.get(result, 0) + 1
 
-    def _add_cost(self, app: AppLedger, cost: float) -> None:
+    def _add_cost(self, app: AppLedger, cost: float, line_id: str) -> None:
         if self._currency is not None:  # A reload may change it: counts go on in the new one.
-            app.cost[self._currency] = app.cost.get(self._currency, 0) + round(cost * MICROS)
+            micros = round(cost * MICROS)
+            app.cost[self._currency] = app.cost.get(self._currency, 0) + micros
+            app.lines.add_cost(line_id, self._currency, micros)
 
     def _forget(self, app: AppLedger, now: float) -> None:
         """Forget the ids no future window can bring again, and the oldest past the cap.

@@ -145,6 +145,10 @@ def _calls(data: Any) -> CallsConfig:
             section, "calls", "lookback_seconds", default.lookback_seconds, 60, 86400
         ),
         per_task=get(section, "calls", "per_task", bool, default.per_task),
+        lines_refresh_seconds=number(
+            section, "calls", "lines_refresh_seconds", default.lines_refresh_seconds, 60, 86400
+        ),
+        max_lines=integer(section, "calls", "max_lines", default.max_lines, 1, 10_000),
     )
 
 

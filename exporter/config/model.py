@@ -89,6 +89,10 @@ class CallsConfig:
     # previous one's end, so a call that was still going at the last poll is still caught.
     lookback_seconds: float = 900.0
     per_task: bool = True
+    # Each app's line names (channelList) are read again this often, and at most this many
+    # line ids per app get series of their own; calls on any other count under `other`.
+    lines_refresh_seconds: float = 600.0
+    max_lines: int = 100
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from exporter.calls.counts import TALK_BUCKETS, AppCalls, CallsSnapshot
+from exporter.calls.lines import LineCalls
 from exporter.calls.storage import StorageStats
 from exporter.exposition.families import (
     CALL_FAMILIES,
@@ -41,6 +42,12 @@ def render_calls(calls: AppCalls) -> Fragments:
     aivoice_call_cost_total{app_id="LILIN888",currency="USD"} 20.55
     # TYPE aivoice_task_call_results_total counter
     aivoice_task_call_results_total{app_id="LILIN888",job_id="20",result="BUSY"} 7.0
+    # TYPE aivoice_line_call_results_total counter
+    aivoice_line_call_results_total{app_id="LILIN888",line_id="7301",result="ANSWERED"} 96.0
+    # TYPE aivoice_line_call_cost_total counter
+    aivoice_line_call_cost_total{app_id="LILIN888",currency="USD",line_id="7301"} 4.8
+    # TYPE aivoice_line_info gauge
+    aivoice_line_info{app_id="LILIN888",line="+1 555 0100",line_id="7301"} 1.0
     # TYPE aivoice_call_records_total counter
     aivoice_call_records_total{app_id="LILIN888",outcome="counted",source="push"} 430.0
     """
@@ -74,8 +81,30 @@ def render_calls(calls: AppCalls) -> Fragments:
         _labelled("aivoice_call_hangups_total", app_label, "hangup_by", calls.hangups),
         _labelled("aivoice_call_intents_total", app_label, "intent", calls.intents),
         encode(tasks),
+        *render_lines(app_label, calls.lines),
         _record_lines(app_label, calls.records),
     )
+
+
+def render_lines(app_label: str, lines: LineCalls) -> tuple[Lines, Lines, Lines]:
+    """One app's calls by line and result, cost by line, and the lines' names."""
+    results = encode(
+        f'aivoice_line_call_results_total{{{app_label},line_id="{escape(line)}",'
+        f'result="{escape(result)}"}} {value_text(count)}\n'
+        for line, counts in sorted(lines.results.items())
+        for result, count in sorted(counts.items())
+    )
+    cost = encode(
+        f'aivoice_line_call_cost_total{{{app_label},currency="{escape(currency)}",'
+        f'line_id="{escape(line)}"}} {value_text(amount)}\n'
+        for line, costs in sorted(lines.cost.items())
+        for currency, amount in sorted(costs.items())
+    )
+    names = encode(
+        f'aivoice_line_info{{{app_label},line="{escape(name)}",line_id="{escape(line)}"}} 1.0\n'
+        for line, name in sorted(lines.names.items())
+    )
+    return results, cost, names
 
 
 def _labelled(name: str, app_label: str, label: str, counts: Mapping[str, float]) -> Lines:

@@ -145,6 +145,18 @@ CALL_INTENTS = Family(
 TASK_CALL_RESULTS = Family(
     "aivoice_task_call_results", "counter", "The task's calls by how they ended (resultStatus)"
 )
+LINE_RESULTS = Family(
+    "aivoice_line_call_results",
+    "counter",
+    "Calls by the line they went out on (tenantPhoneNumberId) and how they ended; each counted "
+    "once, summing to aivoice_call_results_total",
+)
+LINE_COST = Family(
+    "aivoice_line_call_cost",
+    "counter",
+    "What the calls on each line cost (the push's pay), in push.currency",
+)
+LINE_INFO = Family("aivoice_line", "info", "The line's name (phoneNumber), as channelList gives it")
 CALL_RECORDS = Family(
     "aivoice_call_records",
     "counter",
@@ -159,6 +171,9 @@ CALL_FAMILIES = (
     CALL_HANGUPS,
     CALL_INTENTS,
     TASK_CALL_RESULTS,
+    LINE_RESULTS,
+    LINE_COST,
+    LINE_INFO,
     CALL_RECORDS,
 )
 # Rendered from the BalanceSnapshot (balance.enabled), in this order.

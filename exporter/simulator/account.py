@@ -19,8 +19,9 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from exporter.simulator.answers import fault_reply
+from exporter.simulator.answers import channel_list_reply, fault_reply
 from exporter.simulator.api import (
+    CHANNEL_LIST,
     GET_BALANCE,
     RECORD_QUERY,
     TASK_LIST,
@@ -33,8 +34,7 @@ from exporter.simulator.api import (
     is_int,
     json_bytes,
     page_payload,
-    parse_query,
-    parse_record_query,
+    parse_body,
 )
 from exporter.simulator.balance import (
     DEFAULT_BALANCE,
@@ -44,16 +44,17 @@ from exporter.simulator.balance import (
     sms_code,
     sms_error,
 )
-from exporter.simulator.call_index import CallIndex, KeptWindows
+from exporter.simulator.call_index import CallIndex, KeptWindows, index_reader
 from exporter.simulator.calls import (
     MAX_CALL_SECONDS,
     Call,
     Timeline,
-    ended_between,
+    push_record,
     query_record,
     started_between,
 )
 from exporter.simulator.campaigns import render
+from exporter.simulator.ended import EndedCalls, Handover
 from exporter.simulator.faults import (
     STATS_KINDS,
     Fault,
@@ -64,6 +65,7 @@ from exporter.simulator.faults import (
     decide,
     random_fault,
 )
+from exporter.simulator.lines import Degrade
 from exporter.simulator.push import Pusher, PushSettings
 from exporter.simulator.tasks import Tasks
 
@@ -95,6 +97,8 @@ class Account:
         push_queue_size: int = 10_000,
         newest_first: bool = False,
         balance: float = DEFAULT_BALANCE,
+        call_rate: float = 1.0,  # scales every task's calls a second: an account's volume
+        degrade: Degrade | None = None,  # one app's line answers less (lines.py)
     ) -> None:
         if isinstance(app_ids, str) or not app_ids:
             raise ValueError("app_ids: must be a non-empty list of strings")
@@ -119,8 +123,15 @@ class Account:
         self._seed = seed
         self._timeline = Timeline(self._started_at, speed)
         self._lock = threading.Lock()
-        self._tasks = Tasks(app_ids, tasks_per_app, seed, self._started_at, clock)
-        self._indexes = {app_id: CallIndex(seed, app_id, self._timeline) for app_id in app_ids}
+        self._tasks = Tasks(
+            app_ids, tasks_per_app, seed, self._started_at, clock, degrade, call_rate
+        )
+        # Each call is drawn once as it ends, for the record index, the push and the balance.
+        now = lambda: self._elapsed(self._clock())  # noqa: E731
+        ended = EndedCalls(seed, self._timeline, self._tasks.plans, now)
+        self._indexes = {app: CallIndex(seed, app, self._timeline, ended) for app in app_ids}
+        ended.subscribe(index_reader(self._indexes))
+        self._to_push = Handover(ended, push_queue_size, push_record)
         self._faults = Faults()
         self._pending: deque[Pending] = deque()
         self._rng = random.Random(seed)
@@ -134,7 +145,6 @@ class Account:
         self._record_queries = 0
         self._windows = KeptWindows()
         self._pusher: Pusher | None = None
-        self._push_cursor = 0.0  # simulated time up to which ended calls were pushed
         # PushSettings' fields after the URL, in order.
         self._push_options = (
             push_max_attempts,
@@ -145,13 +155,11 @@ class Account:
         if push_url is not None:
             self._pusher = self._new_pusher(push_url)
         # getBalance: the account's balance, falling as calls end (balance.py).
-        self.balance = BalanceBook(
-            balance, self._tasks.plans, seed, self._timeline, lambda: self._elapsed(self._clock())
-        )
+        self.balance = BalanceBook(balance, ended)
 
     def _new_pusher(self, url: str) -> Pusher:
         settings = PushSettings(url, *self._push_options)
-        return Pusher(settings, self._ended_calls, self._seed)
+        return Pusher(settings, self._to_push.collect, self._seed)
 
     def _push_from_now(self, url: str | None = None) -> None:
         """Push each call that ends from now on: to ``push_url``, or to ``url`` if the push is
@@ -162,8 +170,8 @@ class Account:
             if url is not None:
                 self._pusher = self._new_pusher(url)
             pusher = self._pusher
-            self._push_cursor = self._elapsed(self._clock())
         if pusher is not None:
+            self._to_push.start()
             pusher.start()
 
     def _stop(self) -> None:
@@ -221,15 +229,6 @@ class Account:
 
     def _in_order(self, calls: list[Call]) -> list[Call]:
         return calls[::-1] if self._newest_first else calls
-
-    def _ended_calls(self, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """Push records of the calls that ended since the last look (the push thread), at most
-        ``limit`` of them, and how many more ended: those are never drawn."""
-        until = self._elapsed(self._clock())
-        apps = self._tasks.plans()
-        with self._lock:
-            after, self._push_cursor = self._push_cursor, max(self._push_cursor, until)
-        return ended_between(self._seed, apps, after, until, limit, self._timeline)
 
     # ---- faults and stats
 
@@ -313,13 +312,17 @@ class Account:
             return self._answer_balance(headers, now, faults, delay)
         try:
             check_headers(headers, self._api_key, self._api_secret, now)
-            query = parse_record_query(body) if endpoint == RECORD_QUERY else parse_query(body)
+            query = parse_body(endpoint, body)
             if query.app_id not in self._tasks:
                 raise Rejected("-37")
         except Rejected as rejected:
             self._count_answer(rejected.code)
             return Reply(body=api_error(rejected.code, rejected.detail), delay=delay)
         fault = self._inject(query.app_id, faults, endpoint)
+        if endpoint == CHANNEL_LIST:
+            lines, at = self._tasks.lines[query.app_id], self.redirect_url
+            reply = channel_list_reply(fault, faults, query, now, lines, at, self._count_answer)
+            return replace(reply, delay=delay + reply.delay)
         if fault is not None:
             page = partial(self._call_page if endpoint == RECORD_QUERY else self._page, query, now)
             calls = endpoint == RECORD_QUERY

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from exporter.simulator.api import EMPTY_PAGE, Query, Reply, api_error, json_bytes
+from exporter.simulator.api import EMPTY_PAGE, REASONS, Query, Reply, api_error, json_bytes
 from exporter.simulator.calls import filler_record
 from exporter.simulator.faults import Fault, Faults
 from exporter.simulator.hostile import (
@@ -19,6 +19,7 @@ from exporter.simulator.hostile import (
     poisoned,
     retry_after,
 )
+from exporter.simulator.lines import HOSTILE_LINES, AppLines
 
 
 def fault_reply(
@@ -65,3 +66,41 @@ def fault_reply(
     if kind == "oversize":
         return padded(json_bytes(page()), faults.oversize_bytes)
     raise AssertionError(f"no answer for fault kind {kind!r}")
+
+
+def channel_list_reply(
+    fault: Fault | None,
+    faults: Faults,
+    query: Query,
+    now: float,
+    lines: AppLines,
+    location: str,
+    count: Callable[[str], None],
+) -> Reply:
+    """The channelList answer (``count`` counts its code), or how ``fault`` answers it: those
+    that rewrite a page here rewrite the list (hostile entries among the lines)."""
+    if fault is None:
+        count("0")
+        return Reply(body=channel_list(lines))
+    if fault.kind in ("poison", "too_many_records"):
+        return Reply(body=hostile_channel_list(lines))
+    if fault.kind == "drip":
+        return dripped(channel_list(lines), faults.drip_interval_seconds)
+    if fault.kind == "oversize":
+        return padded(channel_list(lines), faults.oversize_bytes)
+    return fault_reply(fault, faults, query, now, dict, False, location)  # no page in it
+
+
+def channel_list(lines: AppLines) -> bytes:
+    """The channelList answer: every line, no paging."""
+    data = [{"tenantPhoneNumberId": line.line_id, "phoneNumber": line.name} for line in lines.lines]
+    return json_bytes({"status": "0", "reason": REASONS["0"], "data": data})
+
+
+def hostile_channel_list(lines: AppLines) -> bytes:
+    """A successful answer no client should take as it comes: the lines among hostile entries."""
+    data = [
+        *HOSTILE_LINES,
+        *({"tenantPhoneNumberId": int(x.line_id), "phoneNumber": x.name} for x in lines.lines),
+    ]
+    return json_bytes({"status": "0", "reason": REASONS["0"], "data": data})

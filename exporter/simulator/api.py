@@ -24,9 +24,11 @@ API_PATH = "/aivoice/taskList"
 RECORD_QUERY_PATH = "/aivoice/recordQuery"
 TASK_LIST = "taskList"
 RECORD_QUERY = "recordQuery"
+CHANNEL_LIST_PATH = "/aivoice/channelList"  # An app's lines (lines.py).
+CHANNEL_LIST = "channelList"
 BALANCE_PATH = "/sms/getBalance"  # The account's, beside the product's paths (balance.py).
 GET_BALANCE = "getBalance"
-ENDPOINTS = (TASK_LIST, RECORD_QUERY, GET_BALANCE)
+ENDPOINTS = (TASK_LIST, RECORD_QUERY, CHANNEL_LIST, GET_BALANCE)
 """The endpoints by name, as ``Faults.endpoints`` and ``fail_next(endpoint=)`` take them."""
 MAX_TIMESTAMP_SKEW_SECONDS = 300
 """The vendor publishes no tolerance for a signed request's clock; we accept 5 minutes."""
@@ -136,6 +138,25 @@ def parse_query(body: bytes) -> Query:
     return Query(app_id=app_id, current=payload["current"], size=payload["size"], name=name or "")
 
 
+def parse_body(endpoint: str, body: bytes) -> Query:
+    """The request body of ``endpoint`` (taskList, recordQuery or channelList), or -27."""
+    if endpoint == RECORD_QUERY:
+        return parse_record_query(body)
+    return parse_app_query(body) if endpoint == CHANNEL_LIST else parse_query(body)
+
+
+def parse_app_query(body: bytes) -> Query:
+    """The channelList body, ``{"appId": "..."}`` with no paging, or -27."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise Rejected("-27", "body is not JSON") from exc
+    app_id = payload.get("appId") if isinstance(payload, dict) else None
+    if not isinstance(app_id, str) or not app_id:
+        raise Rejected("-27", "appId is required")
+    return Query(app_id=app_id, current=1, size=1)
+
+
 def parse_record_query(body: bytes) -> Query:
     """The recordQuery body: taskList's paging plus a required window, or -27."""
     payload, params = _paged_body(body)
@@ -187,7 +208,8 @@ def _paged_body(body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
 def guess_app_id(body: bytes) -> str | None:
     """The appId of a request that may be invalid, to decide whether faults apply to it."""
     try:
-        app_id = json.loads(body)["params"]["appId"]
+        payload = json.loads(body)
+        app_id = payload["params"]["appId"] if "params" in payload else payload["appId"]
     except (ValueError, RecursionError, KeyError, TypeError):
         return None
     return app_id if isinstance(app_id, str) else None

@@ -3,7 +3,8 @@
 The balance starts at ``initial`` and falls by each generated call's ``pay`` as the call ends
 (the same amount the push sends: billed minutes x ``PRICE_PER_MINUTE``); ``top_up`` adds to
 it. Calls are a pure function of the seed and the clock (see ``calls``), so the spend is worked
-out on demand, from the calls that ended since the last look: nothing runs in the background.
+out on demand, from the calls the account's ``EndedCalls`` hands on (drawn once for the
+record index, the push and the balance): nothing runs in the background.
 
 The answer is at the top level, not in ``data``: ``{"status": "0", "reason": "success",
 "balance": "12.50", "gift": "0.00", "credit": "0.00"}``, amounts as strings. The endpoint is
@@ -16,12 +17,13 @@ or ``fail_next(endpoint="getBalance")``); those that rewrite a page here rewrite
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 
 from exporter.simulator.answers import fault_reply
 from exporter.simulator.api import Query, Reply, json_bytes
-from exporter.simulator.calls import PRICE_PER_MINUTE, Timeline, ended_in
+from exporter.simulator.calls import PRICE_PER_MINUTE, Call
 from exporter.simulator.campaigns import Plan
+from exporter.simulator.ended import EndedCalls
 from exporter.simulator.faults import Fault, Faults
 from exporter.simulator.hostile import dripped, padded
 
@@ -55,30 +57,17 @@ _POISON_NUMBERS = ("1e400", "NaN", "Infinity", "-Infinity", "9" * 400)  # raw JS
 class BalanceBook:
     """One account's balance, falling as calls end; thread-safe."""
 
-    def __init__(
-        self,
-        initial: float,
-        plans: Callable[[], Mapping[str, Sequence[Plan]]],
-        seed: int,
-        timeline: Timeline,
-        elapsed: Callable[[], float],
-    ) -> None:
-        self._plans = plans
-        self._seed = seed
-        self._timeline = timeline
-        self._elapsed = elapsed
+    def __init__(self, initial: float, feed: EndedCalls) -> None:
+        self._feed = feed
         self._lock = threading.Lock()
-        self._cursor = elapsed()  # Simulated time up to which ended calls are paid for.
         self._added = initial
         self._spent = 0.0
+        feed.subscribe(self._pay)  # every call that ends from now on
 
     def balance(self) -> float:
         """What is left now: the start, plus top-ups, less every call ended since start-up."""
+        self._feed.catch_up()
         with self._lock:
-            until = self._elapsed()
-            after, self._cursor = self._cursor, max(self._cursor, until)
-            if until > after:
-                self._spent += self._spend(after, until)
             return round(self._added - self._spent, 2)
 
     def top_up(self, amount: float) -> float:
@@ -89,13 +78,17 @@ class BalanceBook:
             self._added += amount
         return self.balance()
 
-    def _spend(self, after: float, until: float) -> float:
-        minutes = sum(
-            ended.billed // 60
-            for app_id, plans in self._plans().items()
-            for ended in ended_in(self._seed, app_id, plans, after, until, self._timeline)
-        )
-        return minutes * PRICE_PER_MINUTE
+    def _pay(
+        self,
+        plans: Mapping[str, tuple[Plan, ...]],
+        calls: Mapping[str, list[Call]],
+        after: float,
+        until: float,
+    ) -> None:
+        """The feed's reader: each ended call's cost leaves the balance."""
+        minutes = sum(ended.billed // 60 for app_calls in calls.values() for ended in app_calls)
+        with self._lock:
+            self._spent += minutes * PRICE_PER_MINUTE
 
 
 def balance_answer(balance: float) -> bytes:

@@ -9,6 +9,10 @@ It holds, for every plan, the calls whose index lies in ``[done(low), done(high)
 ended in ``(low, high]``. ``high`` follows the clock; ``low`` reaches back as far as a window
 asks and moves up once no window has needed the oldest calls for a while, so memory follows the
 windows asked for, not the uptime. A change of plans (a task deleted) starts it afresh.
+
+With an ``EndedCalls`` feed, the calls that end from the first read on come from the feed,
+which draws them once for the index, the push and the balance alike; the index draws only the
+calls that ended before (those a window reaches back to).
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import bisect
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from exporter.simulator.calls import MAX_CALL_SECONDS, Call, Timeline, ended_in
 from exporter.simulator.campaigns import Plan
+from exporter.simulator.ended import EndedCalls, Reader
 
 KEEP_BEHIND_SECONDS = 600
 """Wall seconds of calls kept before the start of the window asked for last."""
@@ -55,8 +60,13 @@ class KeptWindows:
 class CallIndex:
     """One app's ended calls, oldest end first (then by callId), drawn once. Thread-safe."""
 
-    def __init__(self, seed: int, app_id: str, timeline: Timeline) -> None:
+    def __init__(
+        self, seed: int, app_id: str, timeline: Timeline, feed: EndedCalls | None = None
+    ) -> None:
         self._seed = seed
+        self._feed = feed
+        self._live = False  # the feed's calls follow on from what is held: no gap since high
+        self._asked = 0  # the start of the window asked for last (wall seconds)
         self._app_id = app_id
         self._timeline = timeline
         self._lock = threading.Lock()
@@ -74,6 +84,8 @@ class CallIndex:
         # A call ends after it starts and at most MAX_CALL_SECONDS (simulated) later.
         low, high = timeline.elapsed(start) - 1.0, timeline.elapsed(now)
         latest = timeline.wall(timeline.elapsed(end + 1) + MAX_CALL_SECONDS)
+        if self._feed is not None:
+            self._feed.catch_up(high)  # outside the lock: the feed calls ``extend``
         with self._lock:
             self._cover(tuple(plans), low, high, start)
             first = bisect.bisect_left(self._ends, timeline.wall(low))
@@ -87,9 +99,12 @@ class CallIndex:
 
     def _cover(self, plans: tuple[Plan, ...], low: float, high: float, start: int) -> None:
         """Draw the calls ending in (low, high] that the index lacks; the caller holds the lock."""
-        if plans != self._plans:
+        if not _same(plans, self._plans) or (self._feed is not None and not self._live):
             self._plans, self._calls, self._ends = plans, [], []
-            self._low = self._high = min(low, high)
+            # With a feed, what ended up to its cursor is drawn here, and the rest comes from it.
+            self._low = self._high = min(low, high) if self._feed is None else self._feed.cursor
+            self._live = self._feed is not None
+        self._asked = start
         if high > self._high:
             self._add(self._draw(self._high, high), at_end=True)
             self._high = high
@@ -97,6 +112,28 @@ class CallIndex:
             self._add(self._draw(low, self._low), at_end=False)
             self._low = low
             return
+        self._forget_old(low)
+
+    def extend(
+        self, plans: tuple[Plan, ...], drawn: list[Call], after: float, until: float
+    ) -> None:
+        """Keep the feed's calls of this app that ended in (after, until] simulated seconds, if
+        they follow on from what the index holds, for the same plans; else start afresh at the
+        next read."""
+        with self._lock:
+            if not self._live:
+                return
+            if after != self._high or not _same(plans, self._plans):
+                self._live = False
+                self._plans, self._calls, self._ends = (), [], []
+                return
+            self._add(sorted(drawn, key=_order), at_end=True)
+            self._high = until
+            self._forget_old(self._timeline.elapsed(self._asked) - 1.0)
+
+    def _forget_old(self, low: float) -> None:
+        """Forget calls no window has needed for a while; the caller holds the lock."""
+        start = self._asked
         keep_from = min(self._timeline.elapsed(start - KEEP_BEHIND_SECONDS), self._high)
         if keep_from < low and self._low < self._timeline.elapsed(start - 2 * KEEP_BEHIND_SECONDS):
             self._forget_before(keep_from)
@@ -110,6 +147,10 @@ class CallIndex:
     def _add(self, drawn: list[Call], *, at_end: bool) -> None:
         if not drawn:
             return
+        if at_end and (not self._calls or _order(self._calls[-1]) < _order(drawn[0])):
+            self._calls.extend(drawn)  # the feed's small steps: in place, not a copy each
+            self._ends.extend(c.end for c in drawn)
+            return
         before, after = (self._calls, drawn) if at_end else (drawn, self._calls)
         calls = before + after
         if before and after and _order(before[-1]) > _order(after[0]):
@@ -122,6 +163,26 @@ class CallIndex:
         self._calls = [c for c in self._calls if c.index >= cut[id(c.plan)]]
         self._ends = [c.end for c in self._calls]
         self._low = low
+
+
+def index_reader(indexes: Mapping[str, CallIndex]) -> Reader:
+    """The feed's reader that hands each app's ended calls to its index."""
+
+    def extend(
+        plans: Mapping[str, tuple[Plan, ...]],
+        calls: Mapping[str, list[Call]],
+        after: float,
+        until: float,
+    ) -> None:
+        for app_id, index in indexes.items():
+            index.extend(plans.get(app_id, ()), calls.get(app_id, []), after, until)
+
+    return extend
+
+
+def _same(plans: tuple[Plan, ...], others: tuple[Plan, ...]) -> bool:
+    """The very same plans: calls refer to their plan by identity."""
+    return len(plans) == len(others) and all(p is o for p, o in zip(plans, others, strict=True))
 
 
 def _order(c: Call) -> tuple[float, int]:

@@ -17,15 +17,15 @@ speed; durations are simulated seconds (the same thing at speed 1).
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from exporter.simulator.campaigns import Plan, create_time
+from exporter.simulator.lines import LOST_RESULTS, LOST_WEIGHTS, Line
 
 RESULT_STATUSES = (
     "ANSWERED",
@@ -95,6 +95,7 @@ class Call:
     concern: str
     record_id: str
     key_id: str
+    line_id: str = ""  # tenantPhoneNumberId: the app's line the call went out on
 
     @property
     def call_id(self) -> str:
@@ -114,6 +115,8 @@ def call(seed: int, app_id: str, plan: Plan, index: int, timeline: Timeline) -> 
     """Call ``index`` of the task, the same for the same seed whenever it is drawn."""
     rng = random.Random(f"{seed}:{app_id}:{plan.job_id}:{index}")
     result = rng.choices(RESULT_STATUSES, OUTCOME_WEIGHTS)[0]
+    line = plan.lines.line_of(plan.job_id, index)
+    result = _on_line(rng, plan, line, index, result)
     answered = result in ANSWERED_STATUSES
     ring = rng.randint(30, 60) if result == "NO_ANSWER" else rng.randint(0, 20)
     talk = min(600, max(3, round(rng.lognormvariate(3.7, 0.8)))) if answered else 0
@@ -135,7 +138,17 @@ def call(seed: int, app_id: str, plan: Plan, index: int, timeline: Timeline) -> 
         concern=rng.choice(_CONCERNS) if answered else "",
         record_id=str(rng.randrange(10**17, 10**18)),
         key_id=str(rng.randrange(10**9, 10**10)),
+        line_id=line.line_id,
     )
+
+
+def _on_line(rng: random.Random, plan: Plan, line: Line, index: int, result: str) -> str:
+    """The result as the call's line lets it end: a degraded line loses some of the calls that
+    would have been answered (``lines.Degrade``); any other line changes nothing."""
+    lost = plan.lines.loses(line, plan.start + (index + 1) / plan.rate)
+    if lost and result in ANSWERED_STATUSES and rng.random() < lost:
+        return rng.choices(LOST_RESULTS, LOST_WEIGHTS)[0]
+    return result
 
 
 def started_between(
@@ -166,26 +179,6 @@ def started_between(
     return found
 
 
-def ended_between(
-    seed: int,
-    apps: Mapping[str, Sequence[Plan]],
-    after: float,
-    until: float,
-    limit: int,
-    timeline: Timeline,
-) -> tuple[list[dict[str, Any]], int]:
-    """Push records of the calls that ended in (after, until] simulated seconds, at most
-    ``limit`` of them, and how many more ended: those are never drawn."""
-    if until <= after:
-        return [], 0
-    drawn = itertools.chain.from_iterable(
-        ended_in(seed, app_id, plans, after, until, timeline) for app_id, plans in apps.items()
-    )
-    records = [push_record(c) for c in itertools.islice(drawn, max(0, limit))]
-    ended = sum(p.state_at(until)[1] - p.state_at(after)[1] for ps in apps.values() for p in ps)
-    return records, ended - len(records)
-
-
 def ended_in(
     seed: int, app_id: str, plans: Iterable[Plan], after: float, until: float, timeline: Timeline
 ) -> Iterator[Call]:
@@ -205,7 +198,7 @@ def query_record(c: Call) -> dict[str, Any]:
         "appId": c.app_id,
         "callJobId": str(c.plan.job_id),
         "dialogFlowId": _dialog_flow_id(c.plan),
-        "tenantPhoneNumberId": _line_id(c.plan),
+        "tenantPhoneNumberId": c.line_id,
         "robotCount": c.plan.robots,
         "calledPhoneNumber": c.phone,
         "customerPersonName": c.person,
@@ -234,7 +227,7 @@ def push_record(c: Call) -> dict[str, Any]:
         "appId": c.app_id,
         "robotCallJobId": c.plan.job_id,
         "dialogFlowId": _dialog_flow_id(c.plan),
-        "tenantPhoneNumberId": _line_id(c.plan),
+        "tenantPhoneNumberId": int(c.line_id),  # the push sends a number
         "calledPhoneNumber": c.phone,
         "startTime": math.floor(c.start),
         "endTime": math.floor(c.end),
@@ -270,10 +263,6 @@ def filler_record(index: int, now: float) -> dict[str, Any]:
 
 def _dialog_flow_id(plan: Plan) -> str:
     return str(sum(map(ord, plan.dialog_flow)) * 97 % 100_000)
-
-
-def _line_id(plan: Plan) -> str:
-    return str(sum(map(ord, plan.line)) * 131 % 100_000)
 
 
 def _properties(c: Call) -> str:

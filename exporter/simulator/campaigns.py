@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from exporter.simulator.lines import ONE_LINE, AppLines, app_lines
+
 CREATE_TIME_ZONE = timezone(timedelta(hours=8))
 """The vendor's local time, as its other examples write it (docs/api.md)."""
 _ODD_NAMES = (
@@ -73,6 +75,7 @@ class Plan:
     waiting_status: str
     stop_after: int | None = None
     stop_status: str = "COMPLETED"
+    lines: AppLines = ONE_LINE  # The app's lines: see ``lines``.
 
     def state_at(self, elapsed: float) -> tuple[str, int]:
         """The task's (status, taskCompleted) ``elapsed`` simulated seconds after start-up."""
@@ -107,9 +110,20 @@ Entry = Plan | dict[str, Any]
 
 
 def generate_plans(
-    app_id: str, app_index: int, count: int, seed: int, started: float
+    app_id: str,
+    app_index: int,
+    count: int,
+    seed: int,
+    started: float,
+    lines: AppLines | None = None,
+    rate_scale: float = 1.0,
 ) -> list[Plan]:
-    """The app's tasks, newest (highest jobId) first, the same for the same seed and app."""
+    """The app's tasks, newest (highest jobId) first, the same for the same seed and app.
+
+    Their calls go out on ``lines`` (default: the app's, from the seed); ``rate_scale``
+    multiplies every task's calls a second (an account's volume: 1 is a busy one)."""
+    if lines is None:
+        lines = app_lines(seed, app_id)
     rng = random.Random(f"{seed}:{app_id}")
     stride = 1000 * (count // 1000 + 1)
     created = started
@@ -117,7 +131,7 @@ def generate_plans(
     for index in reversed(range(count)):  # newest first; creation times walk backwards
         created -= rng.uniform(2 * 3600, 8 * 3600)
         fate = _FATES[index % len(_FATES)]
-        timing = {"waiting_status": "NOT_STARTED", **_plan_timing(fate, rng)}
+        timing = {"waiting_status": "NOT_STARTED", **_plan_timing(fate, rng, rate_scale)}
         name = f"{_NAMES[index % len(_NAMES)]} {index + 1:02d}"
         if app_index == 0 and 1 <= index <= len(_ODD_NAMES):
             name = _ODD_NAMES[index - 1]
@@ -132,15 +146,16 @@ def generate_plans(
                 hangup_sms=rng.random() < 0.3,
                 unbound=fate == "TERMINATE",
                 create_time=create_time(created),
+                lines=lines,
                 **timing,
             )
         )
     return plans
 
 
-def _plan_timing(fate: str, rng: random.Random) -> dict[str, Any]:
+def _plan_timing(fate: str, rng: random.Random, scale: float = 1.0) -> dict[str, Any]:
     """Total, start, rate and stop of a task with this fate (simulated seconds)."""
-    rate = round(rng.uniform(1.0, 4.0), 2)
+    rate = round(rng.uniform(1.0, 4.0), 2) * scale
     total = rng.randrange(100, 1000, 10)
     started_long_ago = -3600.0 - total / rate
     if fate == "done":

@@ -26,6 +26,8 @@ from exporter.simulator.account import Account
 from exporter.simulator.api import (
     API_PATH,
     BALANCE_PATH,
+    CHANNEL_LIST,
+    CHANNEL_LIST_PATH,
     EMPTY_PAGE,
     GET_BALANCE,
     JSON,
@@ -147,7 +149,7 @@ class ApiHandler(_TrackedHandler):
             self._send_json(200, simulator.faults.to_dict())
         elif path == BALANCE_PATH:
             self._serve_api(b"", GET_BALANCE)
-        elif path in (API_PATH, RECORD_QUERY_PATH):
+        elif path in (API_PATH, RECORD_QUERY_PATH, CHANNEL_LIST_PATH):
             self._send_json(405, {"error": "use POST"}, extra={"Allow": "POST"})
         else:
             self._send_json(404, {"error": f"no such path {path}"})
@@ -161,6 +163,8 @@ class ApiHandler(_TrackedHandler):
             self._serve_api(body, TASK_LIST)
         elif path == RECORD_QUERY_PATH:
             self._serve_api(body, RECORD_QUERY)
+        elif path == CHANNEL_LIST_PATH:
+            self._serve_api(body, CHANNEL_LIST)
         elif path == "/-/faults":
             self._control(body, self._set_faults)
         elif path == "/-/fail-next":

@@ -12,6 +12,7 @@ import random
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from exporter.simulator.api import is_int
@@ -25,6 +26,7 @@ from exporter.simulator.campaigns import (
     render,
 )
 from exporter.simulator.faults import CHURN_ACTIONS, check_number
+from exporter.simulator.lines import AppLines, Degrade, app_lines
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,21 @@ class Tasks:
         seed: int,
         started_at: float,
         clock: Callable[[], float],
+        degrade: Degrade | None = None,
+        rate_scale: float = 1.0,
     ) -> None:
         self._clock = clock
         self._lock = threading.Lock()
+        # Each app's lines (channelList), fixed for the simulator's life.
+        self.lines: Mapping[str, AppLines] = MappingProxyType(
+            {app_id: app_lines(seed, app_id, degrade) for app_id in app_ids}
+        )
         self._apps: dict[str, list[Entry]] = {
-            app_id: list(generate_plans(app_id, i, tasks_per_app, seed, started_at))
+            app_id: list(
+                generate_plans(
+                    app_id, i, tasks_per_app, seed, started_at, self.lines[app_id], rate_scale
+                )
+            )
             for i, app_id in enumerate(app_ids)
         }
         self._changes: list[Change] = []

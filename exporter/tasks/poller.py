@@ -30,9 +30,10 @@ from types import MappingProxyType
 from exporter.api.client import ApiClient
 from exporter.api.paging import Stopped
 from exporter.api.reads import TaskRead
-from exporter.api.stats import RECORD_QUERY, TASK_LIST, RequestRecorder
+from exporter.api.stats import CHANNEL_LIST, RECORD_QUERY, TASK_LIST, RequestRecorder
 from exporter.api.transport import Transport
 from exporter.calls.ledger import CallLedger
+from exporter.calls.line_names import read_lines
 from exporter.codes import INVALID_RESPONSE, PollError, explain
 from exporter.config.model import Config
 from exporter.process.workers import WorkerPool
@@ -241,9 +242,14 @@ class Poller:
                     return  # Removed by a reload while it was being polled.
                 self._latest[app_id] = app
             self._publish_snapshot()
-            if self._calls is not None and wiring.config.calls.enabled:
+            polled = self._calls is not None and wiring.config.calls.enabled
+            if self._calls is not None and polled:
                 self._poll_calls(wiring, app_id, self._calls)
-                self._publish_snapshot()  # The recordQuery request counts.
+            if self._calls is not None and _endpoints(wiring.config)[-1] == CHANNEL_LIST:
+                deadline = time.monotonic() + wiring.config.poll.timeout_seconds
+                polled |= read_lines(self._calls, wiring.clients[app_id], app_id, deadline)
+            if polled:
+                self._publish_snapshot()  # The recordQuery and channelList request counts.
             if self._after_poll is not None:
                 self._after_poll(app_id)
         except Stopped:
@@ -415,5 +421,8 @@ class Poller:
 
 
 def _endpoints(config: Config) -> tuple[str, ...]:
-    """The endpoints whose request counters start at zero for every app."""
-    return (TASK_LIST, RECORD_QUERY) if config.calls.enabled else (TASK_LIST,)
+    """The endpoints whose request counters start at zero for every app: with call outcomes
+    (recordQuery or the push), the lines' names too."""
+    polled = (RECORD_QUERY,) if config.calls.enabled else ()
+    lines = (CHANNEL_LIST,) if config.calls.enabled or config.push.enabled else ()
+    return (TASK_LIST, *polled, *lines)

@@ -26,6 +26,7 @@ from exporter.codes import explain
 from exporter.exposition.exposition import ReloadStatus
 from exporter.snapshot import AppSnapshot, Snapshot
 from exporter.tasks.history import AppHistory, PollOutcome
+from exporter.web.status_lines import lines_section
 
 IN_PROGRESS = "IN_PROCESS"
 MAX_TEXT_CHARS = 160  # Of one value from the network, on the page.
@@ -135,6 +136,7 @@ def render_status(inputs: StatusInputs, now: float | None = None) -> bytes:
         _links(inputs),
         f"<h2>Apps</h2>\n<p>{_summary(rows)}</p>\n",
         *_app_table(inputs, rows, now),
+        lines_section(row.calls for row in rows if row.calls is not None),
         '<h2>Recent polls</h2>\n<p class="dim">The last 20 polls of each app, and its last 20 '
         "failures however old, newest first.</p>\n",
         *(_history(row, now) for row in rows),

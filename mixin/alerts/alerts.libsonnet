@@ -27,8 +27,10 @@
 //   AivoiceCallRecordsFailing           aivoice_calls_up == 0 for 10m               warning
 //   AivoiceAnswerRateLow                1h answer rate < half of a week earlier,
 //                                       >= 100 calls in both hours, for 30m         warning
-//   AivoiceLineFailing                  FROM_PHONE_ERROR + SYSTEM_ERROR > 20% of
-//                                       >= 20 calls in 15m, for 10m                 warning
+//   AivoiceLineFailing                  a line's FROM_PHONE_ERROR + SYSTEM_ERROR > 20%
+//                                       of >= 20 calls on it in 15m, for 10m        warning
+//   AivoiceLineAnswerRateLow            a line's 1h answer rate < half of the app's
+//                                       other lines', >= 100 calls each, for 15m    warning
 //   AivoiceCallLoss                     CALL_LOSS > 10% of >= 20 calls in 15m,
 //                                       for 15m                                     warning
 //   AivoicePushRejected                 >= 5 push answers 404 in 10m, or any push
@@ -58,11 +60,27 @@ local folded = lib.folded;
         if c.answerRateLowFactor == 0.5 then 'half' else lib.percent(c.answerRateLowFactor),
       answerRateShareOfThe:
         if c.answerRateLowFactor == 0.5 then 'half the' else self.answerRateShare + ' of the',
+      lineAnswerRateShare:
+        if c.lineAnswerRateLowFactor == 0.5 then 'half' else lib.percent(c.lineAnswerRateLowFactor),
+      lineAnswerRateShareOfThe:
+        if c.lineAnswerRateLowFactor == 0.5 then 'half the' else self.lineAnswerRateShare + ' of the',
       balanceRunningOutHorizon:
         if c.balanceRunningOutHorizonSeconds == 86400 then 'a day'
         else lib.words(c.balanceRunningOutHorizonSeconds),
     },
     local runbook(name) = $._config.runbookURLPattern % std.asciiLower(name),
+    // A per-line expression with the line's name (`line`, from channelList) joined on; a line
+    // that channelList does not list keeps its id alone. One name per line (topk): a line
+    // renamed a moment ago has two until the old series goes stale.
+    local withLineName(expr) = '(\n' + expr + ')\n' + |||
+      * on (%(job)s, app_id, line_id) group_left (line) (
+        topk by (%(job)s, app_id, line_id) (1, app_id_line_id:aivoice_line_info:max)
+        or on (%(job)s, app_id, line_id)
+          0 * app_id_line_id:aivoice_line_call_results:increase1h + 1
+      )
+    ||| % v,
+    // The line as the annotations name it: its name and id, or its id when it has no name.
+    local line = '{{ with $labels.line }}{{ . }} ({{ $labels.line_id }}){{ else }}{{ $labels.line_id }}{{ end }}',
     groups+: [
       {
         name: 'aivoice.alerts',
@@ -332,22 +350,46 @@ local folded = lib.folded;
           },
           {
             alert: 'AivoiceLineFailing',
-            expr: |||
-              app_id:aivoice_call_results_line_fault:ratio_increase15m > %(lineFaultRatio)g
-              and on (%(job)s, app_id)
-                app_id:aivoice_call_results:increase15m >= %(lineFaultMinCalls)s
-            ||| % v,
+            // Per line (aivoice_line_call_results_total), named: the line to pull.
+            expr: withLineName(|||
+              app_id_line_id:aivoice_line_call_results_line_fault:ratio_increase15m > %(lineFaultRatio)g
+              and app_id_line_id:aivoice_line_call_results:increase15m >= %(lineFaultMinCalls)s
+            ||| % v),
             'for': c.lineFailingFor,
             labels: { severity: 'warning' },
             annotations: {
-              summary: 'AI-voice app {{ $labels.app_id }}: {{ $value | humanizePercentage }} of calls fail on the line',
+              summary: 'AI-voice app {{ $labels.app_id }}: {{ $value | humanizePercentage }} of the calls on line %s fail on the line' % line,
               description: folded(|||
-                {{ $value | humanizePercentage }} of the calls of app {{ $labels.app_id }} that
-                ended in the last 15 minutes failed with FROM_PHONE_ERROR or SYSTEM_ERROR, above
-                %(lineFaultRatio)s for %(lineFailingFor)s: the calling line is in arrears or down,
-                or the platform is at fault. The numbers dialled are used up.
-              ||| % t),
+                {{ $value | humanizePercentage }} of the calls on line %(line)s of app {{ $labels.app_id }} that
+                ended in the last 15 minutes failed with
+                FROM_PHONE_ERROR or SYSTEM_ERROR, above %(lineFaultRatio)s for %(lineFailingFor)s: the line is
+                in arrears or down, or the platform is at fault. The numbers dialled are used up.
+              ||| % (t { line: line })),
               runbook_url: runbook('AivoiceLineFailing'),
+            },
+          },
+          {
+            alert: 'AivoiceLineAnswerRateLow',
+            // Against the app's other lines over the same hour: they call the same audience at
+            // the same time, so a line far below them is labelled or blocked on its own.
+            expr: withLineName(|||
+              app_id_line_id:aivoice_line_call_results_answered:ratio_increase1h{line_id!="other"}
+                < %(lineAnswerRateLowFactor)g * app_id_line_id:aivoice_line_call_results_answered_other_lines:ratio_increase1h
+              and app_id_line_id:aivoice_line_call_results:increase1h >= %(lineAnswerRateMinCalls)s
+              and app_id_line_id:aivoice_line_call_results_other_lines:increase1h >= %(lineAnswerRateMinCalls)s
+            ||| % v),
+            'for': c.lineAnswerRateLowFor,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'AI-voice app {{ $labels.app_id }}: line %s answers {{ $value | humanizePercentage }}, under %s of the app\'s other lines\' share' % [line, t.lineAnswerRateShare],
+              description: folded(|||
+                Only {{ $value | humanizePercentage }} of the calls on line %(line)s of app
+                {{ $labels.app_id }} that ended in the last hour were answered, less than
+                %(lineAnswerRateShareOfThe)s share of the app's other lines, for %(lineAnswerRateLowFor)s: carriers
+                may be labelling the number as spam, or its account is in arrears. The outcomes by line
+                are in aivoice_line_call_results_total.
+              ||| % (t { line: line })),
+              runbook_url: runbook('AivoiceLineAnswerRateLow'),
             },
           },
           {

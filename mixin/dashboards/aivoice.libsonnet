@@ -10,6 +10,17 @@ local p = import 'panels.libsonnet';
   local c = $._config,
   local exporter = if c.aivoiceSelector == '' then [] else [c.aivoiceSelector],
   local cluster = if c.showMultiCluster then ['%s=~"$cluster"' % c.clusterLabel] else [],
+  // A per-line query with each line's name (`line`, from channelList) joined on, one name per
+  // line; a line that channelList does not list keeps its id alone.
+  local named(expr) = '(' + std.rstripChars(expr, '
+') + ')
+' + |||
+    * on (app_id, line_id) group_left (line) (
+      topk by (app_id, line_id) (1, max by (app_id, line_id, line) (app_id_line_id:aivoice_line_info:max{%(vars)s, app_id=~"$app_id"}))
+      or on (app_id, line_id) max by (app_id, line_id) (0 * (%(expr)s) + 1)
+    )
+  ||| % (v { expr: std.rstripChars(expr, '
+') }),
   local v = {
     replicas: std.join(', ', c.replicaLabels),
     vars: std.join(', ', cluster + ['job=~"$job"']),
@@ -275,6 +286,45 @@ local p = import 'panels.libsonnet';
           overrides: p.seriesColors({ '200': 'green', '404': 'red' }),
         },
       },
+    ]),
+    p.row(35, 'Lines', [
+      p.timeseries(36, 'Calls per minute, by line', |||
+        Calls that ended per minute on each calling line (tenantPhoneNumberId) over 5 minutes,
+        named from channelList (line id in brackets; a line not listed shows its id alone), from
+        aivoice_line_call_results_total: each call once, summing to the app's calls.
+      |||, [
+        p.range(named('60 * sum by (app_id, line_id) (app_id_line_id:aivoice_line_call_results:rate5m{%(vars)s, app_id=~"$app_id"})' % v), '{{app_id}} {{line}} ({{line_id}})')
+      ])
+      + p.at(0, 0, 12, 8) + p.unit('suffix: calls/min') + p.steps([['green', null]]),
+      p.timeseries(37, 'Answer rate, by line', |||
+        Share of each line's calls over 5 minutes that were answered (ANSWERED or
+        TRANSFER_ARTIFICIAL). A line far under the app's other lines is being labelled as spam
+        or is in arrears: AivoiceLineAnswerRateLow fires under half of the others' share over an
+        hour, with 100 calls on each side.
+      |||, [
+        p.range(named(|||
+          sum by (app_id, line_id) (app_id_line_id:aivoice_line_call_results_answered:rate5m{%(vars)s, app_id=~"$app_id"})
+          / (sum by (app_id, line_id) (app_id_line_id:aivoice_line_call_results:rate5m{%(vars)s, app_id=~"$app_id"}) > 0)
+        ||| % v), '{{app_id}} {{line}} ({{line_id}})')
+      ])
+      + p.at(12, 0, 12, 8) + p.unit('percentunit') + p.steps([['green', null]])
+      + { fieldConfig+: { defaults+: { min: 0, max: 1 } } },
+      p.timeseries(38, 'Line faults per minute, by line', |||
+        Calls per minute on each line that failed on the line: FROM_PHONE_ERROR (the line's
+        fault, or its account in arrears) and SYSTEM_ERROR (the platform's). Over 20% of a
+        line's calls in 15 minutes fires AivoiceLineFailing for that line.
+      |||, [
+        p.range(named('60 * sum by (app_id, line_id) (app_id_line_id:aivoice_line_call_results_line_fault:rate5m{%(vars)s, app_id=~"$app_id"})' % v), '{{app_id}} {{line}} ({{line_id}})')
+      ])
+      + p.at(0, 8, 12, 8) + p.unit('suffix: calls/min') + p.steps([['green', null]]),
+      p.timeseries(39, 'Spend per hour, by line', |||
+        Amount charged per hour at the current pace on each line, in push.currency, from
+        aivoice_line_call_cost_total. Only with the push on: recordQuery carries no cost.
+      |||, [
+        p.range(named('3600 * sum by (app_id, line_id) (max without (%(replicas)s) (rate(aivoice_line_call_cost_total{%(sel)s, app_id=~"$app_id"}[$__rate_interval])))' % v), '{{app_id}} {{line}} ({{line_id}})')
+      ])
+      + p.at(12, 8, 12, 8) + p.unit('short') + p.steps([['green', null]])
+      + { fieldConfig+: { defaults+: { decimals: 2 } } },
     ]),
     p.row(31, 'Account', [
       p.timeseries(32, 'Balance, gift and credit', |||

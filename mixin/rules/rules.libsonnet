@@ -286,6 +286,100 @@ local lib = import '../lib/promql.libsonnet';
               / (app_id:aivoice_call_results:increase15m > 0)
             ||| % v,
           },
+          // ---- call outcomes, per line (the tenant's caller numbers) ------------------------------
+          // A line's documented results start at 0 when its first call is counted, so that call
+          // itself is missed by increase(): a small bias for a window of many calls.
+          {
+            record: 'app_id_line_id:aivoice_line_call_results:rate5m',
+            // calls ended per second on each line (every result)
+            expr: |||
+              sum by (%(job)s, app_id, line_id) (max without (%(replicas)s) (rate(aivoice_line_call_results_total%(sel)s[5m])))
+            ||| % v,
+          },
+          {
+            record: 'app_id_line_id:aivoice_line_call_results_answered:rate5m',
+            expr: |||
+              sum by (%(job)s, app_id, line_id) (max without (%(replicas)s) (
+                rate(aivoice_line_call_results_total{%(selAnd)sresult=~"ANSWERED|TRANSFER_ARTIFICIAL"}[5m])
+              ))
+            ||| % v,
+          },
+          {
+            record: 'app_id_line_id:aivoice_line_call_results_line_fault:rate5m',
+            expr: |||
+              sum by (%(job)s, app_id, line_id) (max without (%(replicas)s) (
+                rate(aivoice_line_call_results_total{%(selAnd)sresult=~"FROM_PHONE_ERROR|SYSTEM_ERROR"}[5m])
+              ))
+            ||| % v,
+          },
+          {
+            record: 'app_id_line_id:aivoice_line_call_results:increase15m',
+            expr: |||
+              sum by (%(job)s, app_id, line_id) (max without (%(replicas)s) (increase(aivoice_line_call_results_total%(sel)s[15m])))
+            ||| % v,
+          },
+          {
+            record: 'app_id_line_id:aivoice_line_call_results_line_fault:ratio_increase15m',
+            // FROM_PHONE_ERROR + SYSTEM_ERROR / all calls on the line in the last 15 minutes
+            expr: |||
+              sum by (%(job)s, app_id, line_id) (max without (%(replicas)s) (
+                increase(aivoice_line_call_results_total{%(selAnd)sresult=~"FROM_PHONE_ERROR|SYSTEM_ERROR"}[15m])
+              ))
+              / (app_id_line_id:aivoice_line_call_results:increase15m > 0)
+            ||| % v,
+          },
+          {
+            record: 'app_id_line_id:aivoice_line_call_results:increase1h',
+            expr: |||
+              sum by (%(job)s, app_id, line_id) (max without (%(replicas)s) (increase(aivoice_line_call_results_total%(sel)s[1h])))
+            ||| % v,
+          },
+          {
+            record: 'app_id_line_id:aivoice_line_call_results_answered:increase1h',
+            expr: |||
+              sum by (%(job)s, app_id, line_id) (max without (%(replicas)s) (
+                increase(aivoice_line_call_results_total{%(selAnd)sresult=~"ANSWERED|TRANSFER_ARTIFICIAL"}[1h])
+              ))
+            ||| % v,
+          },
+          {
+            record: 'app_id_line_id:aivoice_line_call_results_answered:ratio_increase1h',
+            // answered / all calls on the line in the last hour, 0..1
+            expr: |||
+              app_id_line_id:aivoice_line_call_results_answered:increase1h
+              / (app_id_line_id:aivoice_line_call_results:increase1h > 0)
+            ||| % v,
+          },
+          {
+            record: 'app_id_line_id:aivoice_line_call_results_other_lines:increase1h',
+            // calls on the app's other lines in the last hour: the app's, less the line's own
+            expr: |||
+              sum by (%(job)s, app_id) (app_id_line_id:aivoice_line_call_results:increase1h)
+              - on (%(job)s, app_id) group_right
+                app_id_line_id:aivoice_line_call_results:increase1h
+            ||| % v,
+          },
+          {
+            record: 'app_id_line_id:aivoice_line_call_results_answered_other_lines:ratio_increase1h',
+            // the answered share of the app's other lines in the last hour: what a line is
+            // compared with (AivoiceLineAnswerRateLow)
+            expr: |||
+              (
+                sum by (%(job)s, app_id) (app_id_line_id:aivoice_line_call_results_answered:increase1h)
+                - on (%(job)s, app_id) group_right
+                  app_id_line_id:aivoice_line_call_results_answered:increase1h
+              )
+              / (app_id_line_id:aivoice_line_call_results_other_lines:increase1h > 0)
+            ||| % v,
+          },
+          {
+            record: 'app_id_line_id:aivoice_line_info:max',
+            // each line's name, once per line (replicas and other target labels dropped); a
+            // line renamed a moment ago has both names until the old series goes stale
+            expr: |||
+              max by (%(job)s, app_id, line_id, line) (aivoice_line_info%(sel)s)
+            ||| % v,
+          },
           // ---- call outcomes, per task ----------------------------------------------------------
           // A task's result series start when its first call with that result is counted, so the
           // first call of each (task, result) is missed by increase(): a small bias for a window

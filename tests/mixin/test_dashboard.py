@@ -37,6 +37,7 @@ ROW_TITLES = (
     "Exporter and API health",
     "Account at a glance",
     "Calls",
+    "Lines",
     "Account",
     "Campaigns",
     "Running tasks making no progress",

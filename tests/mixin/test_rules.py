@@ -36,6 +36,7 @@ REQUIRED_ALERTS = frozenset(
         "AivoiceCallRecordsFailing",
         "AivoiceAnswerRateLow",
         "AivoiceLineFailing",
+        "AivoiceLineAnswerRateLow",
         "AivoiceCallLoss",
         "AivoicePushRejected",
         "AivoicePushForwardsFailing",

@@ -52,6 +52,10 @@ EXPORTED_METRICS = frozenset(
         "aivoice_call_intents_total",
         "aivoice_task_call_results_total",
         "aivoice_call_records_total",
+        # Calls by line, and the lines' names (channelList).
+        "aivoice_line_call_results_total",
+        "aivoice_line_call_cost_total",
+        "aivoice_line_info",
         "aivoice_push_requests_total",
         # Pushes handed on to the processes that own them (push.peers, or shards).
         "aivoice_push_forwards_total",

@@ -89,6 +89,38 @@ def app_series(app: str, account: str, scale: int) -> list[Series]:
                 counter=True,
             ),
         ]
+    # The same calls by line: line 7301 answers as the app does, line 7302 a third as often.
+    by_line = (
+        ("7301", (("ANSWERED", 20), ("NO_ANSWER", 10), ("FROM_PHONE_ERROR", 2))),
+        (
+            "7302",
+            (
+                ("ANSWERED", 4),
+                ("TRANSFER_ARTIFICIAL", 6),
+                ("NO_ANSWER", 8),
+                ("FROM_PHONE_ERROR", 1),
+                ("CALL_LOSS", 3),
+            ),
+        ),
+    )
+    for line_id, line_results in by_line:
+        labels = {**a, "line_id": line_id}
+        series += [
+            Series("aivoice_line_info", {**labels, "line": f"+1 555 0{line_id}"}, 1),
+            Series(
+                "aivoice_line_call_cost_total", {**labels, "currency": "USD"}, 0, 0.3, counter=True
+            ),
+        ]
+        series += [
+            Series(
+                "aivoice_line_call_results_total",
+                {**labels, "result": result},
+                0,
+                n * scale,
+                counter=True,
+            )
+            for result, n in line_results
+        ]
     for le, per_minute in (("30", 10), ("60", 25), ("+Inf", 30)):
         series.append(
             Series(

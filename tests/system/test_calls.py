@@ -21,6 +21,7 @@ import pytest
 from exporter.config.load import parse_config
 from exporter.daemon import Daemon
 from exporter.simulator import Faults, Simulator
+from exporter.simulator.lines import app_lines
 from tests.support.clock import FakeClock
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for
 from tests.support.exposition import call_results, scraped
@@ -292,3 +293,51 @@ def test_a_reload_keeps_counts_and_primes_an_added_app(stack: Callable[..., Stac
         call["resultStatus"] for call in running.calls_between(B, start + ADVANCE, running.clock())
     )
     assert running.results(B) == dict(added)
+
+
+def test_each_call_counts_once_under_its_line_named_from_channel_list(
+    stack: Callable[..., Stack],
+) -> None:
+    running = stack()
+    running.simulator.start_push(running.push_url)
+    start = running.clock()
+    running.clock.now += ADVANCE
+    wait_until(running.pushes_settled, timeout=60, what="the pushes")
+    running.daemon.poll_once()
+    for app_id in APP_IDS:
+        calls = running.calls_between(app_id, start, running.clock())
+        expected = collections.Counter((c["tenantPhoneNumberId"], c["resultStatus"]) for c in calls)
+        counted = {
+            (labels["line_id"], labels["result"]): value
+            for key, value in running.samples("aivoice_line_call_results_total").items()
+            if (labels := dict(key))["app_id"] == app_id and value
+        }
+        assert counted == dict(expected)
+        names = {
+            dict(key)["line_id"]: dict(key)["line"]
+            for key in running.samples("aivoice_line_info")
+            if dict(key)["app_id"] == app_id
+        }
+        assert names == {line.line_id: line.name for line in app_lines(0, app_id).lines}
+        assert {line for line, _ in expected} <= set(names)  # every call on a listed line
+
+
+def test_a_channel_list_outage_keeps_the_names_and_touches_nothing_else(
+    stack: Callable[..., Stack],
+) -> None:
+    running = stack(push=False)
+    wait_until(
+        lambda: running.samples("aivoice_line_info"), what="the lines' names of the first read"
+    )
+    names = running.samples("aivoice_line_info")
+    running.simulator.set_faults(Faults(api_code="-5", endpoints=("channelList",)))
+    running.clock.now += 600  # calls.lines_refresh_seconds: the names are read again
+    running.daemon.poll_once()
+    errors = running.value("aivoice_api_errors_total", app_id=A, endpoint="channelList", code="-5")
+    assert errors is not None and errors >= 1
+    assert running.samples("aivoice_line_info") == names
+    assert (running.value("aivoice_up", app_id=A), running.value("aivoice_calls_up", app_id=A)) == (
+        1,
+        1,
+    )
+    assert sum(running.results(A).values()) > 0

@@ -123,7 +123,7 @@ def test_demo_shows_every_call_metric_with_data(start_exporter) -> None:
     wait_until(pushed_and_polled, timeout=60)
     text = scrape(url).text
     names = {sample.name for family in parse_text(text) for sample in family.samples}
-    suffix = {"counter": "_total", "histogram": "_bucket", "gauge": ""}
+    suffix = {"counter": "_total", "histogram": "_bucket", "gauge": "", "info": "_info"}
     families = (*CALL_FAMILIES, PUSH_REQUESTS)
     call_metrics = {family.name + suffix[family.kind] for family in families}
     assert call_metrics <= names

@@ -62,6 +62,10 @@ SERIES_ONLY = re.compile(r"request_duration_seconds|^app_id_job_id:aivoice_task_
 # Records of the deployment itself (how many shards, which are up), not of the accounts' data:
 # one process and a fleet differ there by design.
 DEPLOYMENT = re.compile(r"aivoice_exporter_(total_)?shard")
+# Requests each process sends rarely, at its own moments: channelList is read at a process's
+# first call read and then every calls.lines_refresh_seconds, so in a 5-minute window one
+# process has read it and its twin not. Its request rates are each process's own.
+OWN_MOMENTS = (("endpoint", "channelList"),)
 
 
 def free_port() -> int:
@@ -574,6 +578,8 @@ def series(server: Prometheus, record: str) -> Series:
     values is a series the replicas did not merge."""
     found: Series = collections.defaultdict(list)
     for sample in server.query(record):
+        if any(sample["metric"].get(name) == value for name, value in OWN_MOMENTS):
+            continue
         labels = {k: v for k, v in sample["metric"].items() if k not in REPLICA_LABELS}
         found[tuple(sorted(labels.items()))].append(float(sample["value"][1]))
     return dict(found)

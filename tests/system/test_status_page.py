@@ -12,6 +12,7 @@ import requests
 
 from exporter.codes import explain
 from exporter.simulator import Faults, Simulator
+from exporter.simulator.lines import Degrade, app_lines
 from tests.support.browser import Element, dump_dom, parse, screenshot
 from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for, write_config
 from tests.support.processes import ExporterProcess
@@ -88,3 +89,42 @@ def test_the_page_answers_within_seconds_while_an_apps_poll_hangs(
     rows = app_rows(parse(response.text))
     assert "not polled yet" in rows[B]
     assert "up" in rows[A]
+
+
+def test_the_page_shows_each_apps_lines_the_degraded_one_first_by_name(
+    tmp_path: Path, start_exporter: Callable[..., ExporterProcess]
+) -> None:
+    lines = app_lines(7, A).lines
+    degraded = Degrade(A, line=0, after=0.0, answered_share=0.0)
+    with Simulator(API_KEY, API_SECRET, APP_IDS, seed=7, speed=20, degrade=degraded) as sim:
+        document = config_for(sim, calls={"enabled": True, "lookback_seconds": 60})
+        exporter = start_exporter("--config.file", str(write_config(tmp_path / "c.yaml", document)))
+
+        def counted() -> bool:
+            per_line = scrape(exporter.url + "/metrics").text.count(f'line_id="{lines[1].line_id}"')
+            return per_line > 0 and f"{lines[0].name}" in scrape(exporter.url + "/").text
+
+        wait_until(counted, what="calls counted by line, and the lines named")
+        wait_until(
+            lambda: all(_calls(exporter.url, A, line.line_id) >= 20 for line in lines),
+            what="20 calls on each of A's lines",
+        )
+        dom = parse(dump_dom(exporter.url + "/", tmp_path))
+
+    (table,) = dom.find_all("table", "lines")
+    (body,) = table.find_all("tbody")
+    rows = [[cell.text for cell in row.find_all("td")] for row in body.find_all("tr")]
+    a_rows = [row for row in rows if row[0] == A]
+    assert {row[1] for row in a_rows} == {line.line_id for line in lines}
+    assert a_rows[0][1:3] == [lines[0].line_id, lines[0].name]  # answers nothing: first
+    assert a_rows[0][4] == "0%"
+
+
+def _calls(url: str, app_id: str, line_id: str) -> float:
+    total = 0.0
+    for line in scrape(url + "/metrics").text.splitlines():
+        if line.startswith("aivoice_line_call_results_total{") and (
+            f'app_id="{app_id}"' in line and f'line_id="{line_id}"' in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -97,6 +97,7 @@ DOCUMENTED = CallRecord(
     cost=0.1,
     hangup_by="REMOTE_HANGUP",
     intent="A - strong interest",
+    line_id="9120",
 )
 
 
@@ -122,6 +123,22 @@ def test_record_query_ignores_a_pay_field_it_does_not_document() -> None:
 def test_integer_call_and_job_ids_are_read_as_text() -> None:
     record = pushed(callId=9007199254740993, robotCallJobId=20)
     assert (record.call_id, record.job_id) == ("9007199254740993", "20")
+
+
+@pytest.mark.parametrize("value", [9120, "9120", " 9120 ", "009120"])
+def test_a_line_id_as_a_number_or_a_numeric_string_is_one_line(value: Any) -> None:
+    assert pushed(tenantPhoneNumberId=value).line_id == "9120"
+    assert queried(tenantPhoneNumberId=value).line_id == "9120"
+
+
+def test_a_line_id_that_is_no_number_is_kept_as_text() -> None:
+    assert pushed(tenantPhoneNumberId='<b>"L1"</b>').line_id == '<b>"L1"</b>'
+
+
+@pytest.mark.parametrize("value", [None, True, 12.5, [1], {"id": 1}, "9" * 65, 10**70])
+def test_an_unreadable_line_id_leaves_the_call_counted_without_a_line(value: Any) -> None:
+    record = pushed(tenantPhoneNumberId=value)
+    assert (record.call_id, record.line_id) == ("7", "")
 
 
 def test_record_query_page_reports_its_paging_figures() -> None:
@@ -338,6 +355,7 @@ def test_call_record_has_no_field_for_personal_data() -> None:
         "cost",
         "hangup_by",
         "intent",
+        "line_id",  # The tenant's own line (caller number id), never the callee's.
     }
 
 

@@ -507,6 +507,31 @@ def test_a_lookback_shorter_than_a_minute_is_refused() -> None:
     assert error_for(document).startswith("calls.lookback_seconds: must be between 60")
 
 
+def test_lines_are_named_every_ten_minutes_and_capped_at_a_hundred_by_default() -> None:
+    config = parse_config({"accounts": [ACCOUNT]}, {})
+    assert (config.calls.lines_refresh_seconds, config.calls.max_lines) == (600, 100)
+    document = {"accounts": [ACCOUNT], "calls": {"lines_refresh_seconds": 120, "max_lines": 5}}
+    config = parse_config(document, {})
+    assert (config.calls.lines_refresh_seconds, config.calls.max_lines) == (120, 5)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("lines_refresh_seconds", 10, "must be between 60"),
+        ("lines_refresh_seconds", "often", "must be a number"),
+        ("lines_refresh_seconds", True, "must be a number"),
+        ("max_lines", 0, "must be between 1"),
+        ("max_lines", 100_000, "must be between 1"),
+        ("max_lines", 2.5, "must be a whole number"),
+        ("max_lines", "many", "must be a whole number"),
+    ],
+)
+def test_a_bad_lines_setting_is_refused_naming_it(key: str, value: object, said: str) -> None:
+    message = error_for({"accounts": [ACCOUNT], "calls": {key: value}})
+    assert message.startswith(f"calls.{key}: {said}")
+
+
 def test_calls_enabled_must_be_a_boolean() -> None:
     document = {"accounts": [ACCOUNT], "calls": {"enabled": "yes"}}
     assert error_for(document).startswith("calls.enabled: must be a boolean")

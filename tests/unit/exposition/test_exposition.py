@@ -38,6 +38,7 @@ from exporter import __version__
 from exporter.api.stats import DURATION_BOUNDS, ENDPOINTS, RECORD_QUERY, TASK_LIST, RequestRecorder
 from exporter.api.wire import Page, parse_page
 from exporter.calls.counts import TALK_BUCKETS, AppCalls, CallsSnapshot
+from exporter.calls.lines import LineCalls
 from exporter.codes import TASK_LIST_CODES, TRANSPORT_CODES, PollError
 from exporter.config.model import MetricsConfig
 from exporter.config.shard import Shard
@@ -684,6 +685,9 @@ def call_reference(snap: CallsSnapshot) -> list[Metric]:
     intents = counter(m.CALL_INTENTS, "intent")
     tasks = counter(m.TASK_CALL_RESULTS, "job_id", "result")
     records = counter(m.CALL_RECORDS, "outcome", "source")
+    line_results = counter(m.LINE_RESULTS, "line_id", "result")
+    line_cost = counter(m.LINE_COST, "currency", "line_id")
+    line_info = InfoMetricFamily(m.LINE_INFO.name, m.LINE_INFO.help, labels=["app_id", "line"])
     bounds = [*(repr(float(b)) for b in TALK_BUCKETS), "+Inf"]
     for calls in snap.apps:
         a = calls.app_id
@@ -704,7 +708,16 @@ def call_reference(snap: CallsSnapshot) -> list[Metric]:
                 tasks.add_metric([a, job_id, result], count)
         for (source, outcome), count in sorted(calls.records.items()):
             records.add_metric([a, outcome, source], count)
-    families: list[Metric] = [up, results, talk, billed, cost, hangups, intents, tasks, records]
+        for line, counts in sorted(calls.lines.results.items()):
+            for result, count in sorted(counts.items()):
+                line_results.add_metric([a, line, result], count)
+        for line, costs in sorted(calls.lines.cost.items()):
+            for currency, amount in sorted(costs.items()):
+                line_cost.add_metric([a, currency, line], amount)
+        for line, name in sorted(calls.lines.names.items()):
+            line_info.add_metric([a, name], {"line_id": line})
+    families: list[Metric] = [up, results, talk, billed, cost, hangups, intents, tasks]
+    families += [line_results, line_cost, line_info, records]
     if snap.unattributed:
         unknown = counter(m.CALL_RECORDS, "outcome", "source", app=False)
         for (source, outcome), count in sorted(snap.unattributed.items()):
@@ -747,6 +760,19 @@ def app_calls(draw: st.DrawFn, app_id: str) -> AppCalls:
         task_results=MappingProxyType(draw(st.dictionaries(LABEL_TEXT, CALL_COUNTS, max_size=3))),
         records=MappingProxyType(
             draw(st.dictionaries(st.tuples(sources, outcomes), st.integers(0, 99)))
+        ),
+        lines=LineCalls(
+            results=MappingProxyType(draw(st.dictionaries(LABEL_TEXT, CALL_COUNTS, max_size=3))),
+            names=MappingProxyType(draw(st.dictionaries(LABEL_TEXT, LABEL_TEXT, max_size=3))),
+            cost=MappingProxyType(
+                draw(
+                    st.dictionaries(
+                        LABEL_TEXT,
+                        st.dictionaries(LABEL_TEXT, st.floats(0, 1e9), max_size=1),
+                        max_size=2,
+                    )
+                )
+            ),
         ),
     )
 
