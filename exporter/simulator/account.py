@@ -47,7 +47,6 @@ from exporter.simulator.balance import (
 from exporter.simulator.call_index import CallIndex, KeptWindows
 from exporter.simulator.calls import (
     MAX_CALL_SECONDS,
-    Call,
     Timeline,
     ended_between,
     query_record,
@@ -65,6 +64,7 @@ from exporter.simulator.faults import (
     random_fault,
 )
 from exporter.simulator.push import Pusher, PushSettings
+from exporter.simulator.reporting import Reporting, ShownCalls
 from exporter.simulator.tasks import Tasks
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ class Account:
         push_queue_size: int = 10_000,
         newest_first: bool = False,
         balance: float = DEFAULT_BALANCE,
+        select_by: str = "start",
+        report_lags: bool = False,
     ) -> None:
         if isinstance(app_ids, str) or not app_ids:
             raise ValueError("app_ids: must be a non-empty list of strings")
@@ -113,6 +115,8 @@ class Account:
         # pages moves every later record one place down: across a page boundary, one is read
         # twice or skipped.
         self._newest_first = newest_first
+        # recordQuery's windows: the time they select by, report lags, scripted calls.
+        self.shown = ShownCalls(Reporting(select_by, report_lags), seed, speed, app_ids)
         self._clock = clock
         self._speed = speed
         self._started_at = clock()
@@ -219,7 +223,7 @@ class Account:
         found = started_between(self._seed, app_id, plans, int(start), high, now, self._timeline)
         return [query_record(c) for c in self._in_order(found)]
 
-    def _in_order(self, calls: list[Call]) -> list[Call]:
+    def _in_order(self, calls: list[Any]) -> list[Any]:
         return calls[::-1] if self._newest_first else calls
 
     def _ended_calls(self, limit: int) -> tuple[list[dict[str, Any]], int]:
@@ -361,14 +365,14 @@ class Account:
         """
         key = (query.app_id, query.start_time, query.end_time, math.floor(now))
 
-        def cut() -> list[Call]:
-            plans = self._tasks.app_plans(query.app_id)
-            return self._in_order(self._indexes[query.app_id].started_between(plans, *key[1:]))
+        def cut() -> list[Any]:
+            index, plans = self._indexes[query.app_id], self._tasks.app_plans(query.app_id)
+            return self._in_order(self.shown.window(index, plans, *key))
 
         found = self._windows.get(key, cut)
         size = self._server_page_size or query.size
         first = (query.current - 1) * size
-        records = [query_record(c) for c in found[first : first + size]]
+        records = [self.shown.render(c, query.app_id) for c in found[first : first + size]]
         return page_payload(records, total=len(found), size=size, current=query.current)
 
     def _page(self, query: Query, now: float, faults: Faults | None = None) -> dict[str, Any]:
