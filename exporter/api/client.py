@@ -126,21 +126,33 @@ class ApiClient:
         return best
 
     def read_calls(
-        self, app_id: str, start: float, end: float, deadline: float = float("inf")
+        self,
+        app_id: str,
+        start: float,
+        end: float,
+        deadline: float = float("inf"),
+        *,
+        count_only: bool = False,
     ) -> CallRead:
-        """The app's calls that started from `start` to `end` (Unix seconds), every page read.
+        """The app's calls in the window from `start` to `end` (Unix seconds, whole seconds
+        both included), every page read; with `count_only`, one request of size 1, for the
+        window's `total`.
 
-        Pages shift while calls end, so a record may come twice or be missed; the windows
-        overlap and the ledger counts each call once, so the pages are not read again.
+        Pages shift while calls end, so a record may come twice or be missed; the read plan
+        (exporter.calls.planner) checks the windows again at the next poll, so the pages are
+        not read again.
         """
         zone = self._api.create_time_zone
         window = (window_text(start, zone), window_text(end, zone))
+        size = 1 if count_only else self._api.page_size
         endpoint = Endpoint(
             RECORD_QUERY,
             self._record_url,
-            lambda n: record_query_request(app_id, *window, n, self._api.page_size),
-            partial(parse_record_page, app_id=app_id),
+            lambda n: record_query_request(app_id, *window, n, size),
+            partial(parse_record_page, app_id=app_id, zone=zone),
         )
+        if count_only:
+            return call_read([self._fetch(endpoint, app_id, 1, deadline)], whole=False)
         return call_read(read_pages(self._pool, app_id, partial(self._fetch, endpoint), deadline))
 
     def fetch_page(self, app_id: str, current: int, deadline: float = float("inf")) -> Page:

@@ -123,6 +123,9 @@ class CallsSnapshot:
         default_factory=lambda: MappingProxyType({})
     )
     push_requests: Mapping[str, int] | None = None
+    # Which time recordQuery's windows select by, as the records show it (exporter.selection);
+    # None when recordQuery is not polled.
+    selects_by: str | None = None
 
 
 class AppLedger:

@@ -63,6 +63,7 @@ from exporter.calls.counts import (
     call_digest,
     record_keys,
 )
+from exporter.calls.selection import UNKNOWN
 from exporter.config.model import Config
 
 # The logger keeps the name it had before the package took its layout: it is in every log line.
@@ -85,6 +86,7 @@ class CallLedger:
         self._logged: set[tuple[str, str]] = set()  # (source, kind) already explained
         self._frozen: CallsSnapshot | None = None
         self._generation = 0  # Changes so far, over all apps: see `export`.
+        self._selects_by = UNKNOWN
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -138,6 +140,19 @@ class CallLedger:
                 extra={"app_id": app_id, "unread_seconds": round(now - MAX_WINDOW_SECONDS - start)},
             )
         return float(int(now - MAX_WINDOW_SECONDS)), float(int(now))
+
+    def covered(self, app_id: str) -> float | None:
+        """The end of the app's latest window read whole; None before its first read."""
+        with self._lock:
+            app = self._apps.get(app_id)
+            return app.covered_until if app is not None and app.primed else None
+
+    def learned(self, selects_by: str) -> None:
+        """What the records have shown recordQuery's windows select by (exporter.selection)."""
+        with self._lock:
+            if selects_by != self._selects_by:
+                self._selects_by = selects_by
+                self._frozen = None
 
     def read_succeeded(
         self, app_id: str, end: float, records: Sequence[CallRecord], rejected: Iterable[str] = ()
@@ -314,6 +329,7 @@ class CallLedger:
                     apps=tuple(app.freeze() for app in self._apps.values()),
                     unattributed=MappingProxyType(dict(self._unattributed)),
                     push_requests=MappingProxyType(dict(self._push_codes)) if self._push else None,
+                    selects_by=self._selects_by if self._polled else None,
                 )
             return self._frozen
 
