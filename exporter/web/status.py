@@ -22,6 +22,8 @@ from types import MappingProxyType
 
 from exporter.balance.read import AccountBalance, BalanceSnapshot
 from exporter.calls.counts import PUSH, REJECTED, AppCalls, CallsSnapshot
+from exporter.calls.known import END, START
+from exporter.calls.selection import NEITHER
 from exporter.codes import explain
 from exporter.exposition.exposition import ReloadStatus
 from exporter.snapshot import AppSnapshot, Snapshot
@@ -342,6 +344,8 @@ def _about(inputs: StatusInputs, now: float) -> str:
     reloads = "POST /-/reload, or SIGHUP" if inputs.lifecycle else "SIGHUP"
     facts.append(("Reload with", _e(reloads)))
     calls = inputs.calls
+    if inputs.calls_enabled and calls is not None and calls.selects_by is not None:
+        facts.append(("recordQuery windows select calls by", _selects_by(calls.selects_by)))
     if inputs.push_enabled and calls is not None and calls.push_requests is not None:
         answered = ", ".join(
             f"<code>{_e(code)}</code> {count}"
@@ -352,6 +356,18 @@ def _about(inputs: StatusInputs, now: float) -> str:
         facts.append(("Pushed records for no configured app", str(stray)))
     body = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in facts)
     return f"<h2>Exporter</h2>\n<table>{body}</table>\n"
+
+
+def _selects_by(selects_by: str) -> str:
+    """What the records have shown of recordQuery's windows (exporter.calls.selection)."""
+    if selects_by in (START, END):
+        return f"their {selects_by} time"
+    if selects_by == NEITHER:
+        return (
+            '<span class="down">neither start nor end time</span>: every poll reads the whole '
+            "lookback"
+        )
+    return "not known yet: polls read the whole lookback until the records show it"
 
 
 def _when(seconds: float, now: float, *, ago: bool = True) -> str:

@@ -53,6 +53,7 @@ EXPORTED_METRICS = frozenset(
         "aivoice_task_call_results_total",
         "aivoice_call_records_total",
         "aivoice_push_requests_total",
+        "aivoice_call_windows_select_by",
         # The call state kept with --storage.path.
         "aivoice_storage_writes_total",
         # The account's balance (balance.enabled).

@@ -7,6 +7,8 @@ import hashlib
 import re
 from types import MappingProxyType
 
+import pytest
+
 from exporter.balance.read import AccountBalance, Balance, BalanceSnapshot
 from exporter.calls.counts import PUSH, REJECTED, AppCalls, CallsSnapshot
 from exporter.codes import explain
@@ -178,6 +180,22 @@ def test_call_records_push_rejections_and_balance_show_when_switched_on() -> Non
     assert facts["Pushed records for no configured app"] == "4"
     assert "1,234.50" in row["Balance"]
     assert "(30 s ago)" in row["Balance"]
+
+
+@pytest.mark.parametrize(
+    ("selects_by", "shown"),
+    [("end", "their end time"), ("start", "their start time"), ("unknown", "not known yet")],
+)
+def test_the_time_record_query_windows_select_by_shows_once_known(
+    selects_by: str, shown: str
+) -> None:
+    status = inputs(
+        ConfiguredApp("main", "APP"),
+        calls=CallsSnapshot(selects_by=selects_by),
+        calls_enabled=True,
+    )
+    facts = {th.text: td.text for th, td in zip(*facts_table(page(status)), strict=True)}
+    assert facts["recordQuery windows select calls by"].startswith(shown)
 
 
 def test_columns_of_what_is_switched_off_are_left_out() -> None:
