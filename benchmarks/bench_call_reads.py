@@ -35,8 +35,9 @@ from exporter.api.stats import RequestRecorder
 from exporter.api.transport import Transport
 from exporter.calls.counts import POLL
 from exporter.calls.ledger import CallLedger
-from exporter.calls.planner import CallReads
+from exporter.calls.planner import CallReads, poll_budget
 from exporter.config.load import parse_config
+from exporter.config.model import ApiConfig
 from exporter.process.workers import WorkerPool
 from exporter.simulator import Simulator
 from exporter.simulator.reporting import ScriptedCall, report_lag
@@ -45,6 +46,9 @@ KEY, SECRET, APP = "benchKey", "bench-secret", "BENCH_APP"
 CALLS_PER_SECOND = 20
 TARGETS = {"end": 1.5, "start": 4.0}
 MAX_POLLS_AFTER = 40  # Polls after the last call ends before giving up on a missing one.
+# The request budget the daemon gives a poll's call read at the default rate limit (the rate
+# itself is lifted here: requests are counted, not timed).
+DEFAULT_RATE = ApiConfig().max_requests_per_second
 
 
 class Clock:
@@ -113,7 +117,7 @@ def run(plan: str, select_by: str, interval: int, lookback: int, seconds: int) -
         clock=clock,
     )
     ledger = CallLedger(config, clock=clock)
-    poll = _planned(client, ledger) if plan == "planned" else _whole(client, ledger)
+    poll = _planned(client, ledger, interval) if plan == "planned" else _whole(client, ledger)
     try:
         poll()  # The first reads: they only remember.
         primed = _records(ledger)
@@ -136,11 +140,12 @@ def run(plan: str, select_by: str, interval: int, lookback: int, seconds: int) -
         sim.stop()
 
 
-def _planned(client: ApiClient, ledger: CallLedger) -> Callable[[], None]:
+def _planned(client: ApiClient, ledger: CallLedger, interval: int) -> Callable[[], None]:
     reads = CallReads(ledger)
+    budget = poll_budget(interval, DEFAULT_RATE, 1)
 
     def poll() -> None:
-        reads.read(client, APP, time.monotonic() + 600)
+        reads.read(client, APP, time.monotonic() + 600, budget)
 
     return poll
 

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from exporter.api.paging import Endpoint, PageT, Stopped, read_pages
+from exporter.api.paging import MAX_PAGES, Endpoint, PageT, Stopped, read_pages
 from exporter.api.reads import CallRead, TaskRead, call_read, task_read
 from exporter.api.records import parse_record_page, record_query_request, window_text
 from exporter.api.stats import (
@@ -50,30 +50,50 @@ log = logging.getLogger("exporter.client")
 MAX_READS = 3  # One read and at most two re-reads of an app whose tasks moved meanwhile.
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 10.0
+RESERVED_SLOTS = 2  # Slots a task read may take early: see `RateLimiter`.
 
 
 class RateLimiter:
-    """Spaces requests evenly: the API publishes no limit, so stay politely below any."""
+    """Spaces requests evenly: the API publishes no limit, so stay politely below any.
+
+    Two classes share the rate: task reads, and call-record reads (`low`). A low request takes
+    a slot only when one is free now, never one in the future, so call reads never queue ahead
+    of a task read; and a task read may take a slot up to `RESERVED_SLOTS` early, so it never
+    waits behind one either. Over any stretch of time the requests stay within the rate, plus
+    at most that many.
+    """
 
     def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._interval = 1.0 / per_second
         self._clock = clock
         self._lock = threading.Lock()
         self._next = clock()
+        self._held_until = self._next  # A server's `Retry-After`: no class sends before it.
 
     def hold(self, seconds: float) -> None:
         """Send nothing more for `seconds` (a server's `Retry-After`)."""
         with self._lock:
-            self._next = max(self._next, self._clock() + seconds)
+            self._held_until = max(self._held_until, self._clock() + seconds)
+            self._next = max(self._next, self._held_until)
 
-    def wait(self, stop: threading.Event, deadline: float = float("inf")) -> None:
+    def wait(
+        self, stop: threading.Event, deadline: float = float("inf"), low: bool = False
+    ) -> None:
         """Take the next slot; a slot past `deadline` is not taken and fails the poll."""
-        with self._lock:
-            now = self._clock()
-            slot = max(self._next, now)
-            if slot > deadline:
-                raise PollError(POLL_TIMEOUT, "the rate limit leaves no slot before the deadline")
-            self._next = slot + self._interval
+        early = 0.0 if low else RESERVED_SLOTS * self._interval
+        while True:
+            with self._lock:
+                now = self._clock()
+                slot = max(self._next - early, self._held_until, now)
+                if slot > deadline:
+                    raise PollError(
+                        POLL_TIMEOUT, "the rate limit leaves no slot before the deadline"
+                    )
+                if not low or slot <= now:
+                    self._next = max(self._next, now) + self._interval
+                    break
+            if stop.wait(slot - now):  # A low request waits without a slot, then tries again.
+                raise Stopped
         if slot > now and stop.wait(slot - now):
             raise Stopped
 
@@ -150,10 +170,16 @@ class ApiClient:
             self._record_url,
             lambda n: record_query_request(app_id, *window, n, size),
             partial(parse_record_page, app_id=app_id, zone=zone),
+            low=True,
         )
+        # One page after another, from the calling thread: a call-record read never holds the
+        # request threads the task reads need, nor a slot of the rate limit they could use.
+        pages = [self._fetch(endpoint, app_id, 1, deadline)]
         if count_only:
-            return call_read([self._fetch(endpoint, app_id, 1, deadline)], whole=False)
-        return call_read(read_pages(self._pool, app_id, partial(self._fetch, endpoint), deadline))
+            return call_read(pages, whole=False)
+        while len(pages) < min(max(page.pages for page in pages), MAX_PAGES):
+            pages.append(self._fetch(endpoint, app_id, len(pages) + 1, deadline))
+        return call_read(pages)
 
     def fetch_page(self, app_id: str, current: int, deadline: float = float("inf")) -> Page:
         """One taskList page, retried with backoff while the failure is transient."""
@@ -202,7 +228,7 @@ class ApiClient:
     def _attempt(
         self, endpoint: Endpoint[PageT], app_id: str, body: bytes, deadline: float
     ) -> PageT:
-        self._limiter.wait(self._stop, deadline)
+        self._limiter.wait(self._stop, deadline, low=endpoint.low)
         if self._stop.is_set():
             raise Stopped
         headers = sign_headers(self._account.api_key, self._account.api_secret, self._clock())

@@ -40,6 +40,17 @@ from exporter.calls.selection import EDGE_READS, Selection
 # A part whose total is this or less is read, not split: splitting it costs about as many
 # records (one per count) as it saves.
 SMALL_PART = 4
+PAGE_SIZE = 100  # recordQuery's largest page: what a budget of requests is counted in.
+
+
+CALL_SHARE = 0.5  # Of an account's requests in a poll interval, what its call reads may take.
+MIN_BUDGET = 3  # Requests a poll's call read may always send: a count, a page, a check.
+
+
+def poll_budget(interval_seconds: float, per_second: float, apps: int) -> float:
+    """Requests one app's call read may send per poll: a share of what its account may send in
+    a poll interval, split between the account's apps (each may be catching up at once)."""
+    return max(MIN_BUDGET, interval_seconds * per_second * CALL_SHARE / max(apps, 1))
 
 
 @dataclass(frozen=True)
@@ -64,8 +75,33 @@ class _Trip:
     next_start: int  # The next poll's first second: a part from there on is checked again.
     records: list[CallRecord] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    budget: float = float("inf")  # Requests this poll may send, past the first read.
     requests: int = 0
     truncated: bool = False
+
+    def left(self) -> float:
+        return self.budget - self.requests
+
+    def read_forward(self, first: int, last: int) -> int:
+        """Read [first, last] whole if its pages fit what is left of the budget; else the
+        longest start of it that does (one second at least): the next poll goes on from there.
+        The last second read."""
+        if self.left() == float("inf") or first == last:
+            self.read(first, last)
+            return last
+        total = self.count(first, last)
+        if -(-total // PAGE_SIZE) <= self.left():
+            self.read(first, last)
+            return last
+        best, low, high = first, first, last - 1
+        while low <= high and self.left() > 1:
+            middle = (low + high) // 2
+            if -(-self.count(first, middle) // PAGE_SIZE) <= self.left() - 1:
+                best, low = middle, middle + 1
+            else:
+                high = middle - 1
+        self.read(first, best)
+        return best
 
     def count(self, first: int, last: int) -> int:
         read = self.client.read_calls(self.app_id, first, last, self.deadline, count_only=True)
@@ -81,6 +117,8 @@ class _Trip:
     def check(self, by: str, first: int, last: int, total: int | None = None) -> None:
         """Find and read what [first, last] holds that is not known; `total` if counted."""
         if total is None:
+            if self.left() <= 0:
+                return  # Left for the next poll, whose windows still hold this part.
             total = self.count(first, last)
         expected = self.known.count(by, first, last)
         if total == expected:
@@ -123,9 +161,15 @@ class CallReads:
         with self._lock:
             self._known = {app: known for app, known in self._known.items() if app in app_ids}
 
-    def read(self, client: ApiClient, app_id: str, deadline: float) -> ReadSummary:
+    def read(
+        self, client: ApiClient, app_id: str, deadline: float, budget: float = float("inf")
+    ) -> ReadSummary:
         """One poll's reads of the app's call records, counted by the ledger; raises
-        `PollError` (the ledger then keeps its window, and nothing of this poll is kept)."""
+        `PollError` (the ledger then keeps its window, and nothing of this poll is kept).
+
+        Past the app's first read, a poll sends about `budget` requests at most: a backlog
+        (calls that ended during an outage) is read over several polls, oldest first, so the
+        call reads never hold the app's next task poll back."""
         start, now = (int(moment) for moment in self.ledger.window(app_id))
         covered = self.ledger.covered(app_id)
         # After the first read, a window stops a second before `now`'s: a call that ends in
@@ -138,21 +182,28 @@ class CallReads:
         next_start = end - (int(covered) - start) if covered is not None else end
         trip = _Trip(client, app_id, deadline, known, self.selection, next_start)
         by = self.selection.trusted()
-        if covered is None or not start <= int(covered) <= end:
-            trip.read(start, end)  # The first read (it only remembers), or after an outage.
-        elif by is None:
-            # Whole, as nothing is known of the windows yet: in parts that end where calls are
-            # known on both sides, so that each read shows how the API treats a window's ends.
+        if covered is None:
+            trip.read(start, end)  # The first read, whole: it only remembers.
+        elif by is None or not start <= int(covered) <= end:
+            # Whole, as nothing is known of the windows yet (or after an outage longer than a
+            # window): in parts that end where calls are known on both sides, so that each
+            # read shows how the API treats a window's ends; what lies past the previous
+            # window as the budget allows.
             field = START if self.selection.selects_by == START else END
+            read_before = min(int(covered), end)
             first = start
-            for split in known.edge_splits(field, start, int(covered), EDGE_READS):
-                trip.read(first, split)
-                first = split + 1
-            trip.read(first, end)
+            for part in (*known.edge_splits(field, start, read_before, EDGE_READS), read_before):
+                if first <= part:
+                    trip.read(first, part)
+                first = part + 1
+            if first <= end:
+                trip.budget = trip.requests + budget
+                end = trip.read_forward(max(first, start), end)
         else:
-            if int(covered) < end:
-                trip.read(int(covered) + 1, end)
+            trip.budget = budget
             trip.check(by, start, int(covered))
+            if int(covered) < end:
+                end = trip.read_forward(int(covered) + 1, end)
         self.ledger.read_succeeded(app_id, float(end), trip.records, trip.rejected)
         self.ledger.learned(self.selection.selects_by)
         known.add(trip.records)

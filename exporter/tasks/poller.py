@@ -32,7 +32,7 @@ from exporter.api.reads import TaskRead
 from exporter.api.stats import RECORD_QUERY, TASK_LIST, RequestRecorder
 from exporter.api.transport import Transport
 from exporter.calls.ledger import CallLedger
-from exporter.calls.planner import CallReads
+from exporter.calls.planner import CallReads, poll_budget
 from exporter.codes import INVALID_RESPONSE, PollError, explain
 from exporter.config.model import Config
 from exporter.process.workers import WorkerPool
@@ -311,9 +311,13 @@ class Poller:
     def _poll_calls(self, wiring: _Wiring, app_id: str, reads: CallReads) -> None:
         """Read the app's call records into the ledger, as the calls' read plan says; a
         failure is the calls' alone."""
-        deadline = time.monotonic() + wiring.config.poll.timeout_seconds
+        config = wiring.config
+        deadline = time.monotonic() + config.poll.timeout_seconds
+        client = wiring.clients[app_id]
+        apps = sum(1 for other in wiring.clients.values() if other is client)
+        budget = poll_budget(config.poll.interval_seconds, config.api.max_requests_per_second, apps)
         try:
-            read = reads.read(wiring.clients[app_id], app_id, deadline)
+            read = reads.read(client, app_id, deadline, budget)
         except Stopped:
             raise
         except PollError as err:
