@@ -179,7 +179,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="the 4 s / 60 s workload only")
     args = parser.parse_args()
     scenes = [(4, 60, 60)] + ([] if args.quick else [(60, 900, 900)])
-    on_target = True
+    exact = True
     for interval, lookback, seconds in scenes:
         print(
             f"\nrecordQuery per call counted: interval {interval} s, lookback {lookback} s, "
@@ -197,12 +197,12 @@ def main() -> int:
             planned, whole = figures["planned"], figures["whole"]
             target = TARGETS[select_by]
             met = planned.per_call <= target and not planned.missing
+            exact &= not planned.missing and not whole.missing
             if interval == 4:
-                on_target &= met
                 verdict = "met" if met else "MISSED"
                 fewer = whole.per_call / planned.per_call
                 print(f"{'':20}target <= {target}: {verdict} ({fewer:.1f}x fewer than whole)")
-    return 0 if on_target else 1
+    return 0 if exact else 1  # A target missed is a figure to read; a call missed is a bug.
 
 
 PLANS = ("whole", "planned")
