@@ -167,6 +167,11 @@ class Poller:
         reads share its rate limiter), or None if no account has the app."""
         return self._wiring.clients.get(app_id)
 
+    def histories(self) -> Mapping[str, AppHistory]:
+        """Each app's recent polls, as the status page gets them."""
+        with self._lock:
+            return MappingProxyType(dict(self._histories))
+
     def wake(self) -> None:
         """End the scheduler's wait now (a reload, or shutdown)."""
         self._wake.set()
