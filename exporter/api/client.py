@@ -12,10 +12,12 @@ when a task is created or deleted meanwhile, which can silently skip one, so a r
 only when every page reports the same `total` and the distinct `jobId`s number exactly that
 total; otherwise the app is read again, up to `MAX_READS` times, and the best read is kept.
 
-How pages are read is `paging`'s, what a read found is `reads`'. recordQuery shares all of
-this (one `Endpoint` says what differs: URL, body, parser, label) except the re-reads: its
-windows overlap and the ledger counts each `callId` once, so a record that moved between pages
-is caught by the next window instead. Every attempt is recorded under its endpoint.
+How pages are read is `paging`'s, what a read found is `reads`'. recordQuery shares the
+signing, retries and recording (one `Endpoint` says what differs: URL, body, parser, label), not
+the re-reads: the read plan looks at its windows again at the next poll and the ledger counts
+each `callId` once. Its pages are read one after another from the calling thread, and give way
+to task reads in the rate limit: call records are never what delays a task poll. Every attempt
+is recorded under its endpoint.
 """
 
 from __future__ import annotations
