@@ -55,19 +55,14 @@ class KnownCalls:
         return {key for key, times in self._calls.items() if times[index] == second}
 
     def edge_splits(self, field: str, first: int, below: int, most: int) -> list[int]:
-        """Up to `most` seconds s in [first, below), latest first, each with calls known by
-        `field` in both s and s + 1, oldest first."""
+        """Up to `most` seconds s in [first, below), the latest, each with calls known by
+        `field` in both s and s + 1, oldest first: windows cut after them begin and end in
+        seconds with known calls."""
         seconds = self._sorted[field]
-        found: list[int] = []
-        index = bisect.bisect_left(seconds, below) - 1
-        while index > 0 and seconds[index] > first and len(found) < most:
-            second = seconds[index]
-            if seconds[index - 1] == second - 1 and (not found or second < found[-1]):
-                found.append(second - 1)
-                index = bisect.bisect_left(seconds, second - 2)
-            else:
-                index -= 1
-        return found[::-1]
+        window = seconds[bisect.bisect_left(seconds, first) : bisect.bisect_right(seconds, below)]
+        distinct = sorted(set(window), reverse=True)
+        found = [s for s, after in zip(distinct[1:], distinct, strict=False) if after == s + 1]
+        return found[:most][::-1]
 
     def middle(self, field: str, first: int, last: int) -> int:
         """A second that splits the known calls of [first, last] about in half, in
