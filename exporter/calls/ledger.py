@@ -1,7 +1,7 @@
 """Call outcomes: every call counted once, whichever source brings it and however often.
 
-Two sources feed one `CallLedger`: the poller's recordQuery reads and the push listener. They
-overlap on purpose: each recordQuery window reaches `calls.lookback_seconds` back before the
+Two sources feed one `CallLedger`: recordQuery reads (exporter.calls.planner) and the push
+listener. They overlap on purpose: each poll looks `calls.lookback_seconds` back before the
 previous one's end (a call is reported only once it has ended), the vendor's push retries what
 was not answered, and a call can come both ways. The ledger remembers each `callId` it has seen
 until no window can bring it again, and counts a call the first time only. The push is the only
