@@ -26,12 +26,17 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from exporter.api.paging import MAX_PAGES, Endpoint, PageT, Stopped, read_pages
 from exporter.api.reads import CallRead, TaskRead, call_read, task_read
-from exporter.api.records import parse_record_page, record_query_request, window_text
+from exporter.api.records import (
+    CallRecord,
+    parse_record_page,
+    record_query_request,
+    window_text,
+)
 from exporter.api.stats import (
     CONSISTENT,
     INCONSISTENT,
@@ -155,10 +160,12 @@ class ApiClient:
         deadline: float = float("inf"),
         *,
         count_only: bool = False,
+        size: int | None = None,
+        enough: Callable[[Sequence[CallRecord]], bool] | None = None,
     ) -> CallRead:
         """The app's calls in the window from `start` to `end` (Unix seconds, whole seconds
         both included), every page read; with `count_only`, one request of size 1, for the
-        window's `total`.
+        window's `total`; with `enough`, pages of `size` until it is true of the records read.
 
         Pages shift while calls end, so a record may come twice or be missed; the read plan
         (exporter.calls.planner) checks the windows again at the next poll, so the pages are
@@ -166,7 +173,7 @@ class ApiClient:
         """
         zone = self._api.create_time_zone
         window = (window_text(start, zone), window_text(end, zone))
-        size = 1 if count_only else self._api.page_size
+        size = 1 if count_only else size or self._api.page_size
         endpoint = Endpoint(
             RECORD_QUERY,
             self._record_url,
@@ -180,6 +187,8 @@ class ApiClient:
         if count_only:
             return call_read(pages, whole=False)
         while len(pages) < min(max(page.pages for page in pages), MAX_PAGES):
+            if enough is not None and enough([r for page in pages for r in page.records]):
+                return call_read(pages, whole=False)
             pages.append(self._fetch(endpoint, app_id, len(pages) + 1, deadline))
         return call_read(pages)
 

@@ -30,6 +30,9 @@ class KnownCalls:
     def __len__(self) -> int:
         return len(self._calls)
 
+    def __contains__(self, call_id: object) -> bool:
+        return call_id in self._calls
+
     def add(self, records: Iterable[CallRecord]) -> None:
         for record in records:
             if record.call_id in self._calls:

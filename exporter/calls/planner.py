@@ -40,6 +40,12 @@ from exporter.calls.selection import EDGE_READS, Selection
 # A part whose total is this or less is read, not split: splitting it costs about as many
 # records (one per count) as it saves.
 SMALL_PART = 4
+# A second holding few new calls is read in this many pages at most, stopping at the new ones.
+LEAF_PAGES = 6
+TAIL_SECONDS = 1
+LAG_POLLS = 10
+LAG_MIN_CALLS = 4  # A last second with fewer calls tells nothing.
+LAG_SHARE = 4  # New calls in it, one in this many or more: calls show late.
 PAGE_SIZE = 100  # recordQuery's largest page: what a budget of requests is counted in.
 
 
@@ -114,6 +120,20 @@ class _Trip:
         self.truncated |= read.truncated
         self.selection.learn(first, last, read.records, self.known.ids_at)
 
+    def find(self, first: int, last: int, total: int, new: int) -> None:
+        """Read a second that holds a few new calls among many known in small pages, until the
+        new ones are found: on average half of it. Whatever a moving page hides is found by
+        the next poll, as the second's count still differs then."""
+        size = -(-total // LEAF_PAGES)
+
+        def enough(records: Sequence[CallRecord]) -> bool:
+            return len({r.call_id for r in records if r.call_id not in self.known}) >= new
+
+        read = self.client.read_calls(
+            self.app_id, first, last, self.deadline, size=size, enough=enough
+        )
+        self._took(read.records, read.rejected, read.pages)
+
     def check(self, by: str, first: int, last: int, total: int | None = None) -> None:
         """Find and read what [first, last] holds that is not known; `total` if counted."""
         if total is None:
@@ -124,6 +144,9 @@ class _Trip:
         if total == expected:
             return
         new = total - expected
+        if first == last and 0 < new * LEAF_PAGES < total <= PAGE_SIZE:
+            self.find(first, last, total, new)
+            return
         if first == last or new < 0 or total <= SMALL_PART or total <= 2 * new:
             self.read(first, last)
             return
@@ -155,11 +178,31 @@ class CallReads:
         self.selection = Selection()
         self._lock = threading.Lock()
         self._known: dict[str, KnownCalls] = {}
+        self._lagging: dict[str, int] = {}  # Polls left whose windows stop a second earlier.
 
     def keep_apps(self, app_ids: Collection[str]) -> None:
         """Forget what is known of apps no longer in the config."""
         with self._lock:
             self._known = {app: known for app, known in self._known.items() if app in app_ids}
+            self._lagging = {app: n for app, n in self._lagging.items() if app in app_ids}
+
+    def _lagged(
+        self, app_id: str, records: Sequence[CallRecord], known: KnownCalls, second: int
+    ) -> None:
+        """Whether the calls that ended in the previous window's last second showed late: a
+        good share new at this poll. Then the next windows stop a second earlier, for
+        LAG_POLLS polls, so that those calls are read once, whole, not twice."""
+        fresh = {
+            r.call_id
+            for r in records
+            if r.call_id not in known and r.end_seconds is not None and int(r.end_seconds) == second
+        }
+        there = known.count(END, second, second) + len(fresh)
+        with self._lock:
+            if there >= LAG_MIN_CALLS and len(fresh) * LAG_SHARE >= there:
+                self._lagging[app_id] = LAG_POLLS
+            elif self._lagging.get(app_id, 0) > 0:
+                self._lagging[app_id] -= 1
 
     def read(
         self, client: ApiClient, app_id: str, deadline: float, budget: float = float("inf")
@@ -176,12 +219,14 @@ class CallReads:
         # that second has mostly not shown yet, and the next window starts there. It never
         # ends before the previous one: the windows' start would move back past what the
         # first read remembered.
-        end = now if covered is None else max(start, now - 1, min(int(covered), now))
+        by = self.selection.trusted()
+        with self._lock:
+            hold = 1 if by == END and self._lagging.get(app_id, 0) > 0 else 0
+        end = now if covered is None else max(start, now - 1 - hold, min(int(covered), now))
         with self._lock:
             known = self._known.setdefault(app_id, KnownCalls(MAX_REMEMBERED_CALLS))
         next_start = end - (int(covered) - start) if covered is not None else end
         trip = _Trip(client, app_id, deadline, known, self.selection, next_start)
-        by = self.selection.trusted()
         if covered is None:
             trip.read(start, end)  # The first read, whole: it only remembers.
         elif by is None or not start <= int(covered) <= end:
@@ -201,9 +246,16 @@ class CallReads:
                 end = trip.read_forward(max(first, start), end)
         else:
             trip.budget = budget
-            trip.check(by, start, int(covered))
+            # The previous stretch's last seconds first: calls that ended just before it was
+            # read mostly show just after, so they are counted apart, not searched for.
+            tail = max(start, int(covered) - TAIL_SECONDS + 1)
+            trip.check(by, tail, int(covered))
+            if start < tail:
+                trip.check(by, start, tail - 1)
             if int(covered) < end:
                 end = trip.read_forward(int(covered) + 1, end)
+            if by == END:
+                self._lagged(app_id, trip.records, known, int(covered))
         self.ledger.read_succeeded(app_id, float(end), trip.records, trip.rejected)
         self.ledger.learned(self.selection.selects_by)
         known.add(trip.records)
