@@ -83,13 +83,17 @@ format: $(BIN)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Where one poll's CPU goes, step by step (white-box), then the exporter against the naive poll.
+# Where one poll's CPU goes, step by step (white-box), then the exporter against the naive poll,
+# then what recordQuery costs per call counted (seconds: the clock is stepped).
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/poll_parts.py
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/bench_call_reads.py
 
-# What call outcomes cost: the push listener against a naive receiver, recordQuery reads.
+# What call outcomes cost: the push listener against a naive receiver, recordQuery reads, and
+# recordQuery records per call counted: the read plan against reading the whole lookback.
 bench-calls: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_call_reads.py
 	$(BIN)/python benchmarks/bench_calls.py
 
 # The status page at `/` for 200 apps: its size and render time, against a metrics render.

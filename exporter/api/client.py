@@ -12,10 +12,12 @@ when a task is created or deleted meanwhile, which can silently skip one, so a r
 only when every page reports the same `total` and the distinct `jobId`s number exactly that
 total; otherwise the app is read again, up to `MAX_READS` times, and the best read is kept.
 
-How pages are read is `paging`'s, what a read found is `reads`'. recordQuery shares all of
-this (one `Endpoint` says what differs: URL, body, parser, label) except the re-reads: its
-windows overlap and the ledger counts each `callId` once, so a record that moved between pages
-is caught by the next window instead. Every attempt is recorded under its endpoint.
+How pages are read is `paging`'s, what a read found is `reads`'. recordQuery shares the
+signing, retries and recording (one `Endpoint` says what differs: URL, body, parser, label), not
+the re-reads: the read plan looks at its windows again at the next poll and the ledger counts
+each `callId` once. Its pages are read one after another from the calling thread, and give way
+to task reads in the rate limit: call records are never what delays a task poll. Every attempt
+is recorded under its endpoint.
 """
 
 from __future__ import annotations
@@ -24,13 +26,18 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from exporter.api.lines import LineList, channel_list_request, parse_channel_list
-from exporter.api.paging import Endpoint, PageT, Stopped, read_pages
+from exporter.api.paging import MAX_PAGES, Endpoint, PageT, Stopped, read_pages
 from exporter.api.reads import CallRead, TaskRead, call_read, task_read
-from exporter.api.records import parse_record_page, record_query_request, window_text
+from exporter.api.records import (
+    CallRecord,
+    parse_record_page,
+    record_query_request,
+    window_text,
+)
 from exporter.api.stats import (
     CHANNEL_LIST,
     CONSISTENT,
@@ -52,30 +59,50 @@ log = logging.getLogger("exporter.client")
 MAX_READS = 3  # One read and at most two re-reads of an app whose tasks moved meanwhile.
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 10.0
+RESERVED_SLOTS = 2  # Slots a task read may take early: see `RateLimiter`.
 
 
 class RateLimiter:
-    """Spaces requests evenly: the API publishes no limit, so stay politely below any."""
+    """Spaces requests evenly: the API publishes no limit, so stay politely below any.
+
+    Two classes share the rate: task reads, and call-record reads (`low`). A low request takes
+    a slot only when one is free now, never one in the future, so call reads never queue ahead
+    of a task read; and a task read may take a slot up to `RESERVED_SLOTS` early, so it never
+    waits behind one either. Over any stretch of time the requests stay within the rate, plus
+    at most that many.
+    """
 
     def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._interval = 1.0 / per_second
         self._clock = clock
         self._lock = threading.Lock()
         self._next = clock()
+        self._held_until = self._next  # A server's `Retry-After`: no class sends before it.
 
     def hold(self, seconds: float) -> None:
         """Send nothing more for `seconds` (a server's `Retry-After`)."""
         with self._lock:
-            self._next = max(self._next, self._clock() + seconds)
+            self._held_until = max(self._held_until, self._clock() + seconds)
+            self._next = max(self._next, self._held_until)
 
-    def wait(self, stop: threading.Event, deadline: float = float("inf")) -> None:
+    def wait(
+        self, stop: threading.Event, deadline: float = float("inf"), low: bool = False
+    ) -> None:
         """Take the next slot; a slot past `deadline` is not taken and fails the poll."""
-        with self._lock:
-            now = self._clock()
-            slot = max(self._next, now)
-            if slot > deadline:
-                raise PollError(POLL_TIMEOUT, "the rate limit leaves no slot before the deadline")
-            self._next = slot + self._interval
+        early = 0.0 if low else RESERVED_SLOTS * self._interval
+        while True:
+            with self._lock:
+                now = self._clock()
+                slot = max(self._next - early, self._held_until, now)
+                if slot > deadline:
+                    raise PollError(
+                        POLL_TIMEOUT, "the rate limit leaves no slot before the deadline"
+                    )
+                if not low or slot <= now:
+                    self._next = max(self._next, now) + self._interval
+                    break
+            if stop.wait(slot - now):  # A low request waits without a slot, then tries again.
+                raise Stopped
         if slot > now and stop.wait(slot - now):
             raise Stopped
 
@@ -129,22 +156,44 @@ class ApiClient:
         return best
 
     def read_calls(
-        self, app_id: str, start: float, end: float, deadline: float = float("inf")
+        self,
+        app_id: str,
+        start: float,
+        end: float,
+        deadline: float = float("inf"),
+        *,
+        count_only: bool = False,
+        size: int | None = None,
+        enough: Callable[[Sequence[CallRecord]], bool] | None = None,
     ) -> CallRead:
-        """The app's calls that started from `start` to `end` (Unix seconds), every page read.
+        """The app's calls in the window from `start` to `end` (Unix seconds, whole seconds
+        both included), every page read; with `count_only`, one request of size 1, for the
+        window's `total`; with `enough`, pages of `size` until it is true of the records read.
 
-        Pages shift while calls end, so a record may come twice or be missed; the windows
-        overlap and the ledger counts each call once, so the pages are not read again.
+        Pages shift while calls end, so a record may come twice or be missed; the read plan
+        (exporter.calls.planner) checks the windows again at the next poll, so the pages are
+        not read again.
         """
         zone = self._api.create_time_zone
         window = (window_text(start, zone), window_text(end, zone))
+        size = 1 if count_only else size or self._api.page_size
         endpoint = Endpoint(
             RECORD_QUERY,
             self._record_url,
-            lambda n: record_query_request(app_id, *window, n, self._api.page_size),
-            partial(parse_record_page, app_id=app_id),
+            lambda n: record_query_request(app_id, *window, n, size),
+            partial(parse_record_page, app_id=app_id, zone=zone),
+            low=True,
         )
-        return call_read(read_pages(self._pool, app_id, partial(self._fetch, endpoint), deadline))
+        # One page after another, from the calling thread: a call-record read never holds the
+        # request threads the task reads need, nor a slot of the rate limit they could use.
+        pages = [self._fetch(endpoint, app_id, 1, deadline)]
+        if count_only:
+            return call_read(pages, whole=False)
+        while len(pages) < min(max(page.pages for page in pages), MAX_PAGES):
+            if enough is not None and enough([r for page in pages for r in page.records]):
+                return call_read(pages, whole=False)
+            pages.append(self._fetch(endpoint, app_id, len(pages) + 1, deadline))
+        return call_read(pages)
 
     def read_lines(self, app_id: str, deadline: float = float("inf")) -> LineList:
         """The app's calling lines and their names (channelList: one request, no paging)."""
@@ -203,7 +252,7 @@ class ApiClient:
     def _attempt(
         self, endpoint: Endpoint[PageT], app_id: str, body: bytes, deadline: float
     ) -> PageT:
-        self._limiter.wait(self._stop, deadline)
+        self._limiter.wait(self._stop, deadline, low=endpoint.low)
         if self._stop.is_set():
             raise Stopped
         headers = sign_headers(self._account.api_key, self._account.api_secret, self._clock())

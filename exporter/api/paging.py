@@ -45,6 +45,7 @@ class Endpoint(Generic[PageT]):
     parse: Callable[[bytes], PageT]
     method: str = "POST"
     recorder: RequestRecorder | None = None  # Where its requests count; None: the client's.
+    low: bool = False  # Its requests give way to the others' in the rate limit (call records).
 
 
 def read_pages(pool: WorkerPool, app_id: str, fetch: Fetch[PageT], deadline: float) -> list[PageT]:

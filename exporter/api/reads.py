@@ -43,6 +43,8 @@ class CallRead:
     records: tuple[CallRecord, ...]
     rejected: tuple[str, ...]
     truncated: bool = False
+    total: int = 0  # The window's calls, as the last page answered counts them.
+    pages: int = 0  # Requests this read took.
 
 
 def task_read(pages: Sequence[Page]) -> TaskRead:
@@ -65,10 +67,13 @@ def task_read(pages: Sequence[Page]) -> TaskRead:
     return TaskRead(tasks, total, truncated=truncated, pages=len(pages))
 
 
-def call_read(pages: Sequence[RecordPage]) -> CallRead:
-    """Every page's records and rejections, in page order."""
+def call_read(pages: Sequence[RecordPage], *, whole: bool = True) -> CallRead:
+    """Every page's records and rejections, in page order; `whole` False for a read of the
+    first page only (a window's `total`), which is never truncated."""
     return CallRead(
         records=tuple(record for page in pages for record in page.records),
         rejected=tuple(kind for page in pages for kind in page.rejected),
-        truncated=max(page.pages for page in pages) > MAX_PAGES,
+        truncated=whole and max(page.pages for page in pages) > MAX_PAGES,
+        total=pages[-1].total,
+        pages=len(pages),
     )

@@ -23,7 +23,7 @@ import datetime as dt
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from exporter.api.wire import (
@@ -32,6 +32,7 @@ from exporter.api.wire import (
     escape_surrogates,
     page_figures,
     page_records,
+    parse_create_time,
     read_envelope,
 )
 
@@ -45,6 +46,7 @@ MAX_SECONDS = 10**7  # Nearly four months: no call lasts that long.
 MAX_COST = 10**9
 WINDOW_FORMAT = "%Y-%m-%d %H:%M:%S"  # recordQuery's startTime and endTime.
 # ASCII only ("²".isdigit() is True); bounded, so float() never sees a thousand digits.
+_WINDOW_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 _DECIMAL = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,15})?")
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only, like _DECIMAL; callers bound the length first.
 
@@ -63,6 +65,9 @@ class CallRecord:
     hangup_by: str
     intent: str  # `intentLevelDetailName`; "" when empty.
     line_id: str = ""  # `tenantPhoneNumberId`, as `line_id` reads it; "" when absent or unreadable.
+    # recordQuery `startTime`, `endTime` (Unix seconds); None from the push or when unreadable.
+    start_seconds: float | None = None
+    end_seconds: float | None = None
 
 
 class RecordError(Exception):
@@ -106,10 +111,13 @@ def window_text(seconds: float, zone: dt.tzinfo) -> str:
     return dt.datetime.fromtimestamp(math.floor(seconds), zone).strftime(WINDOW_FORMAT)
 
 
-def parse_record_page(body: bytes, app_id: str = "") -> RecordPage:
+def parse_record_page(
+    body: bytes, app_id: str = "", zone: dt.tzinfo = dt.timezone.utc
+) -> RecordPage:
     """Read one recordQuery answer; raises `PollError` (the envelope) and nothing else.
 
-    `app_id` is the app that was queried: it stands in for a record that names none.
+    `app_id` is the app that was queried: it stands in for a record that names none. `zone`
+    is the API's (`api.create_time_zone`): the records' start and end times are read in it.
     """
     data = read_envelope(body)
     raw = page_records(data)
@@ -117,7 +125,7 @@ def parse_record_page(body: bytes, app_id: str = "") -> RecordPage:
     rejected: list[str] = []
     for item in raw:
         try:
-            records.append(_record(item, _QUERY, app_id))
+            records.append(_times(_record(item, _QUERY, app_id), item, zone))
         except RecordError as err:
             rejected.append(err.kind)
     pages, total = page_figures(data, len(raw))
@@ -172,6 +180,19 @@ def line_id(value: Any) -> str:
     if _DIGITS.fullmatch(text):
         return str(int(text))
     return escape_surrogates(text)
+
+
+def _times(record: CallRecord, item: dict[str, Any], zone: dt.tzinfo) -> CallRecord:
+    """The record with its start and end, in the documented form only (to the second): any
+    other is None, and the read plan then reads every window that could hold the call."""
+    times = [item.get(name) for name in ("startTime", "endTime")]
+    start, end = (
+        parse_create_time(value, zone)
+        if isinstance(value, str) and _WINDOW_TEXT.fullmatch(value)
+        else None
+        for value in times
+    )
+    return replace(record, start_seconds=start, end_seconds=end)
 
 
 def _identity(value: Any, name: str, limit: int) -> str:

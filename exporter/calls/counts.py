@@ -133,6 +133,9 @@ class CallsSnapshot:
         default_factory=lambda: MappingProxyType({})
     )
     push_requests: Mapping[tuple[str, str], int] | None = None  # (sender, code) -> answers
+    # Which time recordQuery's windows select by, as the records show it (exporter.selection);
+    # None when recordQuery is not polled.
+    selects_by: str | None = None
 
 
 class AppLedger:
@@ -186,6 +189,22 @@ class AppLedger:
         key = self.order.popleft()[1]
         if self.seen.pop(key, None) is not None and isinstance(key, bytes):
             self.restored -= 1
+
+    def resume(self, state: AppResume) -> bool:
+        """Take a previous run's state, if this app has not been used yet (a restored app never
+        forgets more); whether it took it."""
+        if self.seen or self.primed or self.covered_until is not None:
+            return False
+        newest = sorted(state.calls, key=lambda call: call.seen_seconds)[-MAX_REMEMBERED_CALLS:]
+        for call in newest:
+            if call.digest not in self.seen:
+                self.seen[call.digest] = SEEN | (COST if call.cost_counted else 0)
+                self.order.append((call.seen_seconds, call.digest))
+                self.restored += 1
+        if state.covered_until is not None:
+            self.covered_until = state.covered_until
+            self.primed = True
+        return True
 
     def count_record(self, source: str, outcome: str) -> None:
         key = (source, outcome)

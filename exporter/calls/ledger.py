@@ -1,7 +1,7 @@
 """Call outcomes: every call counted once, whichever source brings it and however often.
 
-Two sources feed one `CallLedger`: the poller's recordQuery reads and the push listener. They
-overlap on purpose: each recordQuery window reaches `calls.lookback_seconds` back before the
+Two sources feed one `CallLedger`: recordQuery reads (exporter.calls.planner) and the push
+listener. They overlap on purpose: each poll looks `calls.lookback_seconds` back before the
 previous one's end (a call is reported only once it has ended), the vendor's push retries what
 was not answered, and a call can come both ways. The ledger remembers each `callId` it has seen
 until no window can bring it again, and counts a call the first time only. The push is the only
@@ -68,6 +68,7 @@ from exporter.calls.counts import (
     call_digest,
     record_keys,
 )
+from exporter.calls.selection import UNKNOWN
 from exporter.config.model import Config
 
 # A short name, not the module's path: every log line carries it (`logger`), and filters match it.
@@ -90,6 +91,7 @@ class CallLedger:
         self._logged: set[tuple[str, str]] = set()  # (source, kind) already explained
         self._frozen: CallsSnapshot | None = None
         self._generation = 0  # Changes so far, over all apps: see `export`.
+        self._selects_by = UNKNOWN
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -146,6 +148,19 @@ class CallLedger:
                 extra={"app_id": app_id, "unread_seconds": round(now - MAX_WINDOW_SECONDS - start)},
             )
         return float(int(now - MAX_WINDOW_SECONDS)), float(int(now))
+
+    def covered(self, app_id: str) -> float | None:
+        """The end of the app's latest window read whole; None before its first read."""
+        with self._lock:
+            app = self._apps.get(app_id)
+            return app.covered_until if app is not None and app.primed else None
+
+    def learned(self, selects_by: str) -> None:
+        """What the records have shown recordQuery's windows select by (exporter.selection)."""
+        with self._lock:
+            if selects_by != self._selects_by:
+                self._selects_by = selects_by
+                self._frozen = None
 
     def read_succeeded(
         self, app_id: str, end: float, records: Sequence[CallRecord], rejected: Iterable[str] = ()
@@ -326,18 +341,8 @@ class CallLedger:
         with self._lock:
             for state in states:
                 app = self._apps.get(state.app_id)
-                if app is None or app.seen or app.primed or app.covered_until is not None:
+                if app is None or not app.resume(state):
                     continue
-                for call in sorted(state.calls, key=lambda call: call.seen_seconds)[
-                    -MAX_REMEMBERED_CALLS:
-                ]:
-                    if call.digest not in app.seen:
-                        app.seen[call.digest] = SEEN | (COST if call.cost_counted else 0)
-                        app.order.append((call.seen_seconds, call.digest))
-                        app.restored += 1
-                if state.covered_until is not None:
-                    app.covered_until = state.covered_until
-                    app.primed = True
                 self._changed(app)
                 resumed.append((app.app_id, len(app.seen), state.covered_until))
         for app_id, remembered, covered in resumed:
@@ -356,6 +361,7 @@ class CallLedger:
                     apps=tuple(app.freeze() for app in self._apps.values()),
                     unattributed=MappingProxyType(dict(self._unattributed)),
                     push_requests=MappingProxyType(dict(self._push_codes)) if self._push else None,
+                    selects_by=self._selects_by if self._polled else None,
                 )
             return self._frozen
 

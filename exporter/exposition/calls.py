@@ -11,11 +11,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 from exporter.calls.counts import TALK_BUCKETS, AppCalls, CallsSnapshot
 from exporter.calls.lines import LineCalls
+from exporter.calls.selection import SELECTIONS
 from exporter.calls.storage import StorageStats
 from exporter.exposition.families import (
     CALL_FAMILIES,
     PUSH_REQUESTS,
     STORAGE_WRITES,
+    WINDOWS_SELECT_BY,
     Fragments,
     Lines,
     Section,
@@ -132,6 +134,14 @@ def render_storage(stats: StorageStats, openmetrics: bool) -> bytes:
     return result_counter(STORAGE_WRITES, stats.writes, openmetrics)
 
 
+def render_selection(selects_by: str) -> Lines:
+    """aivoice_call_windows_select_by{time="end"} 1.0"""
+    return encode(
+        f'aivoice_call_windows_select_by{{time="{name}"}} {1.0 if name == selects_by else 0.0}\n'
+        for name in SELECTIONS
+    )
+
+
 def render_push_requests(answers: Mapping[tuple[str, str], int]) -> Lines:
     """aivoice_push_requests_total{code="200",sender="peer"} 80.0
     aivoice_push_requests_total{code="200",sender="vendor"} 120.0
@@ -179,6 +189,8 @@ class CallMetrics:
                 sections[-1] = (family, lines + _record_lines("", snapshot.unattributed))
             if snapshot.push_requests is not None:
                 sections.append((PUSH_REQUESTS, render_push_requests(snapshot.push_requests)))
+            if snapshot.selects_by is not None:
+                sections.append((WINDOWS_SELECT_BY, render_selection(snapshot.selects_by)))
             self._rendered = (snapshot, sections)
             return sections
 

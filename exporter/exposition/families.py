@@ -189,6 +189,12 @@ BALANCE = Family(
 )
 APP_INFO = Family("aivoice_app", "info", "The account each app belongs to" + CACHED)
 BALANCE_FAMILIES = (BALANCE_UP, BALANCE, APP_INFO)
+WINDOWS_SELECT_BY = Family(
+    "aivoice_call_windows_select_by",
+    "gauge",
+    "With calls.enabled: 1 for the time of a call recordQuery's windows select by, as the "
+    "records have shown it (unknown until they do; neither when they fit no time), else 0",
+)
 PUSH_REQUESTS = Family(
     "aivoice_push_requests",
     "counter",

@@ -23,7 +23,11 @@ Where things are:
 * ``campaigns``: the generated tasks and their progress; ``tasks``: each app's task list and
   the changes tests make to it between page reads;
 * ``calls``: the calls of those tasks, as recordQuery and the push show them;
-  ``call_index``: each app's ended calls, drawn once, that recordQuery pages are cut from;
+  ``ended``: each call drawn once as it ends, for the index, the push and the balance;
+  ``call_index``: each app's ended calls, that recordQuery pages are cut from;
+  ``reporting``: which time a window selects by, and the calls that show late;
+  ``record_query``: recordQuery's pages, cut from the index as ``reporting`` selects;
+  ``lines``: each app's calling lines (channelList), one of which can degrade;
 * ``push``: the thread that pushes each call as it ends;
 * ``faults``: ``Faults``, the fault kinds, how a fault is chosen and what it counts as;
 * ``hostile``: the bodies faults answer with (gzip bomb, oversize, poison, odd statuses...),

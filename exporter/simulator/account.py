@@ -2,14 +2,13 @@
 faults in force and the counters. ``simulator.Simulator`` serves it over HTTP.
 
 A request is answered in three steps: check it (``api``), decide and count a fault (``faults``),
-then build the page or the fault's answer (``campaigns``, ``call_index``, ``hostile``) outside
+then build the page or the fault's answer (``campaigns``, ``record_query``, ``hostile``) outside
 the lock. Tasks keep their own lock (``tasks``); everything else is behind this one.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
 import threading
 import time
@@ -44,14 +43,10 @@ from exporter.simulator.balance import (
     sms_code,
     sms_error,
 )
-from exporter.simulator.call_index import CallIndex, KeptWindows, index_reader
+from exporter.simulator.call_index import CallIndex, index_reader
 from exporter.simulator.calls import (
-    MAX_CALL_SECONDS,
-    Call,
     Timeline,
     push_record,
-    query_record,
-    started_between,
 )
 from exporter.simulator.campaigns import render
 from exporter.simulator.ended import EndedCalls, Handover
@@ -67,6 +62,8 @@ from exporter.simulator.faults import (
 )
 from exporter.simulator.lines import Degrade
 from exporter.simulator.push import Pusher, PushSettings
+from exporter.simulator.record_query import RecordQuery
+from exporter.simulator.reporting import Reporting, ShownCalls
 from exporter.simulator.tasks import Tasks
 
 log = logging.getLogger(__name__)
@@ -99,6 +96,8 @@ class Account:
         balance: float = DEFAULT_BALANCE,
         call_rate: float = 1.0,  # scales every task's calls a second: an account's volume
         degrade: Degrade | None = None,  # one app's line answers less (lines.py)
+        select_by: str = "start",
+        report_lags: bool = False,
     ) -> None:
         if isinstance(app_ids, str) or not app_ids:
             raise ValueError("app_ids: must be a non-empty list of strings")
@@ -113,10 +112,8 @@ class Account:
         self._api_key = api_key
         self._api_secret = api_secret
         self._server_page_size = server_page_size
-        # recordQuery's order is not documented. Newest first, a call that ends while a read
-        # pages moves every later record one place down: across a page boundary, one is read
-        # twice or skipped.
-        self._newest_first = newest_first
+        # recordQuery's windows: the time they select by, report lags, scripted calls.
+        self.shown = ShownCalls(Reporting(select_by, report_lags), seed, speed, app_ids)
         self._clock = clock
         self._speed = speed
         self._started_at = clock()
@@ -129,8 +126,17 @@ class Account:
         # Each call is drawn once as it ends, for the record index, the push and the balance.
         now = lambda: self._elapsed(self._clock())  # noqa: E731
         ended = EndedCalls(seed, self._timeline, self._tasks.plans, now)
-        self._indexes = {app: CallIndex(seed, app, self._timeline, ended) for app in app_ids}
-        ended.subscribe(index_reader(self._indexes))
+        indexes = {app: CallIndex(seed, app, self._timeline, ended) for app in app_ids}
+        ended.subscribe(index_reader(indexes))
+        self._records = RecordQuery(
+            seed,
+            self._timeline,
+            self._tasks,
+            indexes,
+            self.shown,
+            newest_first=newest_first,
+            page_size=self._size,
+        )
         self._to_push = Handover(ended, push_queue_size, push_record)
         self._faults = Faults()
         self._pending: deque[Pending] = deque()
@@ -143,7 +149,6 @@ class Account:
         self._redirect_credentials = 0
         self._stopping = threading.Event()
         self._record_queries = 0
-        self._windows = KeptWindows()
         self._pusher: Pusher | None = None
         # PushSettings' fields after the URL, in order.
         self._push_options = (
@@ -218,17 +223,7 @@ class Account:
         Drawn afresh, not from the index recordQuery answers from: tests compare the two.
         Generated tasks only: added and pinned records make no calls.
         """
-        now = self._clock()
-        plans = self._tasks.app_plans(app_id)
-        if start is None:  # from the first call of the earliest task
-            firsts = [self._timeline.wall(p.start) for p in plans if p.start != float("inf")]
-            start = int(min(firsts, default=now) - MAX_CALL_SECONDS) - 1
-        high = int(end) if end is not None else int(now)
-        found = started_between(self._seed, app_id, plans, int(start), high, now, self._timeline)
-        return [query_record(c) for c in self._in_order(found)]
-
-    def _in_order(self, calls: list[Call]) -> list[Call]:
-        return calls[::-1] if self._newest_first else calls
+        return self._records.drawn_afresh(app_id, self._clock(), start, end)
 
     # ---- faults and stats
 
@@ -324,13 +319,15 @@ class Account:
             reply = channel_list_reply(fault, faults, query, now, lines, at, self._count_answer)
             return replace(reply, delay=delay + reply.delay)
         if fault is not None:
-            page = partial(self._call_page if endpoint == RECORD_QUERY else self._page, query, now)
+            page = partial(
+                self._records.page if endpoint == RECORD_QUERY else self._page, query, now
+            )
             calls = endpoint == RECORD_QUERY
             reply = fault_reply(fault, faults, query, now, page, calls, self.redirect_url)
             return replace(reply, delay=delay + reply.delay)
         self._count_answer("0")
         if endpoint == RECORD_QUERY:
-            return Reply(body=json_bytes(self._call_page(query, now)), delay=delay)
+            return Reply(body=json_bytes(self._records.page(query, now)), delay=delay)
         hold = self._tasks.take_delay(query.app_id, query.current)
         if hold > 0 and not self.wait(hold):
             return Reply(drop=True)  # stopping
@@ -356,24 +353,6 @@ class Account:
         reply = balance_fault_reply(fault, faults, now, left, draw, self.redirect_url)
         return replace(reply, delay=delay + reply.delay)
 
-    def _call_page(self, query: Query, now: float) -> dict[str, Any]:
-        """One recordQuery page: the window's ended calls, oldest end first.
-
-        The app's ``CallIndex`` draws each call once; the window cut from it is kept for the
-        pages asked for within the same second of the clock.
-        """
-        key = (query.app_id, query.start_time, query.end_time, math.floor(now))
-
-        def cut() -> list[Call]:
-            plans = self._tasks.app_plans(query.app_id)
-            return self._in_order(self._indexes[query.app_id].started_between(plans, *key[1:]))
-
-        found = self._windows.get(key, cut)
-        size = self._server_page_size or query.size
-        first = (query.current - 1) * size
-        records = [query_record(c) for c in found[first : first + size]]
-        return page_payload(records, total=len(found), size=size, current=query.current)
-
     def _page(self, query: Query, now: float, faults: Faults | None = None) -> dict[str, Any]:
         """One page in the documented shape; only the page's records are rendered.
 
@@ -385,7 +364,7 @@ class Account:
         if faults is not None:
             churn = faults.churn_ratio if faults.applies_to(query.app_id, TASK_LIST) else 0.0
         entries = self._tasks.for_page(query.app_id, query.current, query.name, churn)
-        size = self._server_page_size or query.size
+        size = self._size(query)
         first = (query.current - 1) * size
         elapsed = self._elapsed(now)
         records = [render(entry, elapsed) for entry in entries[first : first + size]]
@@ -430,6 +409,11 @@ class Account:
             self._redirect_credentials += bool(names & {"api-key", "sign", "timestamp"})
 
     # ---- helpers
+
+    def _size(self, query: Query) -> int:
+        """A page's size: the server's own where it has one (the API's answer may differ from
+        what was asked), else the request's."""
+        return self._server_page_size or query.size
 
     def _latency(self, faults: Faults) -> float:
         if faults.latency_jitter_seconds <= 0:

@@ -59,6 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--push-retry-delay", type=float, default=30.0, help="seconds before a failed push retries"
     )
+    parser.add_argument(
+        "--select-by",
+        choices=("start", "end"),
+        default="start",
+        help="which time of a call a recordQuery window selects by",
+    )
+    parser.add_argument(
+        "--report-lags",
+        action="store_true",
+        help="show calls in recordQuery after a lag: most within a second, 3%% 5-40 s late",
+    )
     return parser
 
 
@@ -85,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             push_url=args.push_url,
             push_duplicate_ratio=args.push_duplicate_ratio,
             push_retry_delay=args.push_retry_delay,
+            select_by=args.select_by,
+            report_lags=args.report_lags,
         ).start(*args.listen_address)
     except (OSError, ValueError) as exc:
         print(f"simulator: {exc}", file=sys.stderr)

@@ -6,7 +6,7 @@ A whole app poll is bounded by `poll.timeout_seconds`. A failure is logged once 
 or changes, with what the code means; repeats go to the debug log, and the recovery is logged.
 
 With `calls.enabled`, each app's poll then reads its call records (recordQuery) into the
-`CallLedger`, in the window the ledger asks for. That read has its own deadline and its own
+`CallLedger`, as the calls' read plan (`CallReads`) says. That read has its own deadline and its own
 outcome (`aivoice_calls_up`): it never touches the app's task data or `aivoice_up`. Then
 `after_poll` runs in the same thread (the daemon writes the app's call state there, off the
 scrape path).
@@ -34,6 +34,7 @@ from exporter.api.stats import CHANNEL_LIST, RECORD_QUERY, TASK_LIST, RequestRec
 from exporter.api.transport import Transport
 from exporter.calls.ledger import CallLedger
 from exporter.calls.line_names import read_lines
+from exporter.calls.planner import CallReads, poll_budget
 from exporter.codes import INVALID_RESPONSE, PollError, explain
 from exporter.config.model import Config
 from exporter.process.workers import WorkerPool
@@ -123,6 +124,7 @@ class Poller:
         self._publish_history = publish_history
         self._histories: dict[str, AppHistory] = {}
         self._calls = calls
+        self._reads = None if calls is None else CallReads(calls)
         self._after_poll = after_poll
         self._publish = publish
         self._stop = stop
@@ -143,6 +145,8 @@ class Poller:
             self._states = {app: self._states.get(app, _AppState()) for app in wiring.clients}
             self._latest = {a: s for a, s in self._latest.items() if a in wiring.clients}
             self._histories = {a: h for a, h in self._histories.items() if a in wiring.clients}
+        if self._reads is not None:
+            self._reads.keep_apps(wiring.clients)
         return wiring
 
     def reconfigure(self, config: Config) -> None:
@@ -180,6 +184,11 @@ class Poller:
             last_of_retired = wiring.retired and wiring.running == 0
         if last_of_retired:
             wiring.close()
+
+    def histories(self) -> Mapping[str, AppHistory]:
+        """Each app's recent polls, as the status page gets them."""
+        with self._lock:
+            return MappingProxyType(dict(self._histories))
 
     def wake(self) -> None:
         """End the scheduler's wait now (a reload, or shutdown)."""
@@ -242,9 +251,9 @@ class Poller:
                     return  # Removed by a reload while it was being polled.
                 self._latest[app_id] = app
             self._publish_snapshot()
-            polled = self._calls is not None and wiring.config.calls.enabled
-            if self._calls is not None and polled:
-                self._poll_calls(wiring, app_id, self._calls)
+            polled = self._reads is not None and wiring.config.calls.enabled
+            if self._reads is not None and polled:
+                self._poll_calls(wiring, app_id, self._reads)
             if self._calls is not None and _endpoints(wiring.config)[-1] == CHANNEL_LIST:
                 deadline = time.monotonic() + wiring.config.poll.timeout_seconds
                 polled |= read_lines(self._calls, wiring.clients[app_id], app_id, deadline)
@@ -324,21 +333,25 @@ class Poller:
             last_success_seconds=state.last_success_seconds,
         )
 
-    def _poll_calls(self, wiring: _Wiring, app_id: str, ledger: CallLedger) -> None:
-        """Read the app's call records into the ledger; a failure is the calls' alone."""
-        deadline = time.monotonic() + wiring.config.poll.timeout_seconds
-        start, end = ledger.window(app_id)
+    def _poll_calls(self, wiring: _Wiring, app_id: str, reads: CallReads) -> None:
+        """Read the app's call records into the ledger, as the calls' read plan says; a
+        failure is the calls' alone."""
+        config = wiring.config
+        deadline = time.monotonic() + config.poll.timeout_seconds
+        client = wiring.clients[app_id]
+        apps = sum(1 for other in wiring.clients.values() if other is client)
+        budget = poll_budget(config.poll.interval_seconds, config.api.max_requests_per_second, apps)
         try:
-            read = wiring.clients[app_id].read_calls(app_id, start, end, deadline)
+            read = reads.read(client, app_id, deadline, budget)
         except Stopped:
             raise
         except PollError as err:
-            ledger.read_failed(app_id)
+            reads.ledger.read_failed(app_id)
             self._calls_failed(app_id, err)
             return
         except Exception as err:  # A bug must cost this read, never the daemon or the tasks.
             log.exception("Call-record read crashed", extra={"app_id": app_id})
-            ledger.read_failed(app_id)
+            reads.ledger.read_failed(app_id)
             self._calls_failed(
                 app_id, PollError(INVALID_RESPONSE, f"unexpected {type(err).__name__}")
             )
@@ -347,9 +360,8 @@ class Poller:
             log.warning(
                 "The call-record window has more pages than the exporter reads; the rest is "
                 "read by the next windows",
-                extra={"app_id": app_id, "calls": len(read.records)},
+                extra={"app_id": app_id, "calls": read.records},
             )
-        ledger.read_succeeded(app_id, end, read.records, read.rejected)
         self._record_calls(app_id, CallsRead(self._clock()))
         with self._lock:
             state = self._states.get(app_id)

@@ -22,6 +22,8 @@ from types import MappingProxyType
 
 from exporter.balance.read import AccountBalance, BalanceSnapshot
 from exporter.calls.counts import PEER, PUSH, REJECTED, VENDOR, AppCalls, CallsSnapshot
+from exporter.calls.known import END, START
+from exporter.calls.selection import NEITHER
 from exporter.codes import explain
 from exporter.exposition.exposition import ReloadStatus
 from exporter.snapshot import AppSnapshot, Snapshot
@@ -344,6 +346,8 @@ def _about(inputs: StatusInputs, now: float) -> str:
     reloads = "POST /-/reload, or SIGHUP" if inputs.lifecycle else "SIGHUP"
     facts.append(("Reload with", _e(reloads)))
     calls = inputs.calls
+    if inputs.calls_enabled and calls is not None and calls.selects_by is not None:
+        facts.append(("recordQuery windows select calls by", _selects_by(calls.selects_by)))
     if inputs.push_enabled and calls is not None and calls.push_requests is not None:
         senders = {sender for sender, _ in calls.push_requests}
         facts.append(("Push requests answered", _answers(calls.push_requests, VENDOR)))
@@ -363,6 +367,18 @@ def _answers(answers: Mapping[tuple[str, str], int], sender: str) -> str:
         if who == sender and count
     )
     return shown or "none yet"
+
+
+def _selects_by(selects_by: str) -> str:
+    """What the records have shown of recordQuery's windows (exporter.calls.selection)."""
+    if selects_by in (START, END):
+        return f"their {selects_by} time"
+    if selects_by == NEITHER:
+        return (
+            '<span class="down">neither start nor end time</span>: every poll reads the whole '
+            "lookback"
+        )
+    return "not known yet: polls read the whole lookback until the records show it"
 
 
 def _when(seconds: float, now: float, *, ago: bool = True) -> str:

@@ -59,6 +59,7 @@ EXPORTED_METRICS = frozenset(
         "aivoice_push_requests_total",
         # Pushes handed on to the processes that own them (push.peers, or shards).
         "aivoice_push_forwards_total",
+        "aivoice_call_windows_select_by",
         # The call state kept with --storage.path.
         "aivoice_storage_writes_total",
         # The account's balance (balance.enabled).

@@ -166,10 +166,11 @@ def test_the_first_read_counts_nothing(stack: Callable[..., Stack]) -> None:
     assert running.value("aivoice_calls_up", app_id=A) == 1
 
 
+@pytest.mark.parametrize("select_by", ["start", "end"])
 def test_polling_alone_counts_the_calls_that_end_after_the_first_read(
-    stack: Callable[..., Stack],
+    stack: Callable[..., Stack], select_by: str
 ) -> None:
-    running = stack(push=False)
+    running = stack(push=False, select_by=select_by)
     start = running.clock()
     running.clock.now += ADVANCE
     running.daemon.poll_once()
@@ -195,10 +196,19 @@ def test_the_push_alone_counts_each_call_once_with_its_cost(stack: Callable[...,
     assert running.value("aivoice_calls_up", app_id=B) is None
 
 
-def test_calls_that_end_while_the_pages_are_read_count_once(stack: Callable[..., Stack]) -> None:
+@pytest.mark.parametrize("select_by", ["start", "end"])
+def test_calls_that_end_while_the_pages_are_read_count_once(
+    stack: Callable[..., Stack], select_by: str
+) -> None:
     # Newest first, every call that ends mid-read pushes the records below it down the pages:
-    # one read sees some twice and misses others, which the next window's read brings.
-    running = stack(push=False, newest_first=True, server_page_size=20, tasks_per_app=2)
+    # one read sees some twice and misses others, which the next poll's reads bring.
+    running = stack(
+        push=False,
+        newest_first=True,
+        server_page_size=20,
+        tasks_per_app=2,
+        select_by=select_by,
+    )
     start = running.clock()
     stop = threading.Event()
 
@@ -260,8 +270,9 @@ def test_a_record_query_outage_leaves_the_task_metrics_alone(
     )
 
 
-def test_a_record_query_outage_loses_no_call(stack: Callable[..., Stack]) -> None:
-    running = stack(push=False)
+@pytest.mark.parametrize("select_by", ["start", "end"])
+def test_a_record_query_outage_loses_no_call(stack: Callable[..., Stack], select_by: str) -> None:
+    running = stack(push=False, select_by=select_by)
     start = running.clock()
     running.simulator.set_faults(Faults(api_code="-5", endpoints=("recordQuery",)))
     running.clock.now += ADVANCE

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from exporter.api.client import MAX_READS, ApiClient
+from exporter.api.client import MAX_READS, ApiClient, RateLimiter
 from exporter.api.paging import Stopped
 from exporter.api.stats import RECORD_QUERY, TASK_LIST, RequestRecorder
 from exporter.api.transport import Transport
@@ -540,3 +540,62 @@ def test_a_long_retry_after_never_holds_past_shutdown(
     with pytest.raises(Stopped):
         reader.read_tasks(APP)
     assert time.monotonic() - started < 0.5 + SLACK_SECONDS
+
+
+# ------------------------------------------------------------- the rate limit's two classes
+
+
+class _Stepped:
+    """A monotonic clock the limiter reads, moved on by the limiter's own waits."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Sleeper(threading.Event):
+    """A stop event whose waits move the clock on instead of sleeping."""
+
+    def __init__(self, clock: _Stepped) -> None:
+        super().__init__()
+        self._clock = clock
+
+    def wait(self, timeout: float | None = None) -> bool:
+        assert timeout is not None
+        self._clock.slept.append(timeout)
+        self._clock.now += timeout
+        return False
+
+
+def test_a_task_read_never_waits_behind_call_record_reads() -> None:
+    clock = _Stepped()
+    limiter = RateLimiter(5.0, clock=clock)
+    stop = _Sleeper(clock)
+    for _ in range(10):  # A call-record backlog takes every slot as it comes.
+        limiter.wait(stop, low=True)
+    clock.slept.clear()
+    limiter.wait(stop)
+    assert clock.slept == []
+
+
+def test_call_record_reads_wait_for_a_free_slot_and_keep_to_the_rate() -> None:
+    clock = _Stepped()
+    limiter = RateLimiter(5.0, clock=clock)
+    stop = _Sleeper(clock)
+    started = clock.now
+    for _ in range(11):
+        limiter.wait(stop, low=True)
+    assert clock.now - started == pytest.approx(2.0)  # Ten intervals of 0.2 s after the first.
+
+
+def test_a_retry_after_holds_task_reads_too() -> None:
+    clock = _Stepped()
+    limiter = RateLimiter(5.0, clock=clock)
+    stop = _Sleeper(clock)
+    limiter.hold(3.0)
+    started = clock.now
+    limiter.wait(stop)
+    assert clock.now - started == pytest.approx(3.0)

@@ -106,7 +106,26 @@ def test_documented_push_record_is_read() -> None:
 
 
 def test_documented_record_query_record_is_read_with_numbers_as_strings() -> None:
-    assert queried() == dataclasses.replace(DOCUMENTED, cost=None)
+    started = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc).timestamp()
+    times = {"start_seconds": started, "end_seconds": started + 70}
+    assert queried() == dataclasses.replace(DOCUMENTED, cost=None, **times)
+
+
+def test_record_query_times_are_read_in_the_api_zone() -> None:
+    body = json.dumps(record_page([query_record(7)])).encode()
+    record = parse_record_page(body, "QUERIED", UTC8).records[0]
+    started = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC8).timestamp()
+    assert (record.start_seconds, record.end_seconds) == (started, started + 70)
+
+
+@pytest.mark.parametrize("text", ["2024-05-06 07:08", "2024-05-06T07:08:09", "7:08:09", 1715])
+def test_record_query_times_in_another_form_are_unknown_not_guessed(text: object) -> None:
+    record = queried(startTime=text, endTime=text)
+    assert (record.start_seconds, record.end_seconds) == (None, None)
+
+
+def test_pushed_records_carry_no_times() -> None:
+    assert (pushed().start_seconds, pushed().end_seconds) == (None, None)
 
 
 def test_push_numbers_may_come_as_strings_and_record_query_numbers_as_numbers() -> None:
@@ -356,6 +375,8 @@ def test_call_record_has_no_field_for_personal_data() -> None:
         "hangup_by",
         "intent",
         "line_id",  # The tenant's own line (caller number id), never the callee's.
+        "start_seconds",  # When, never who: a time is no personal data.
+        "end_seconds",
     }
 
 

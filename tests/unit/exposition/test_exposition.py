@@ -39,6 +39,7 @@ from exporter.api.stats import DURATION_BOUNDS, ENDPOINTS, RECORD_QUERY, TASK_LI
 from exporter.api.wire import Page, parse_page
 from exporter.calls.counts import TALK_BUCKETS, AppCalls, CallsSnapshot
 from exporter.calls.lines import LineCalls
+from exporter.calls.selection import SELECTIONS
 from exporter.codes import TASK_LIST_CODES, TRANSPORT_CODES, PollError
 from exporter.config.model import MetricsConfig
 from exporter.config.shard import Shard
@@ -730,6 +731,12 @@ def call_reference(snap: CallsSnapshot) -> list[Metric]:
         for (sender, code), count in sorted(snap.push_requests.items()):
             pushes.add_metric([sender, code], count)
         families.append(pushes)
+    if snap.selects_by is not None:
+        window = m.WINDOWS_SELECT_BY
+        selection = GaugeMetricFamily(window.name, window.help, labels=["time"])
+        for name in SELECTIONS:
+            selection.add_metric([name], 1.0 if name == snap.selects_by else 0.0)
+        families.append(selection)
     return [family for family in families if family.samples]
 
 
@@ -789,6 +796,7 @@ def call_snapshots(draw: st.DrawFn) -> CallsSnapshot:
         apps=tuple(draw(app_calls(app_id)) for app_id in app_ids),
         unattributed=MappingProxyType(unattributed),
         push_requests=draw(st.none() | codes.map(MappingProxyType)),
+        selects_by=draw(st.none() | st.sampled_from(SELECTIONS)),
     )
 
 

@@ -7,6 +7,8 @@ import hashlib
 import re
 from types import MappingProxyType
 
+import pytest
+
 from exporter.balance.read import AccountBalance, Balance, BalanceSnapshot
 from exporter.calls.counts import PUSH, REJECTED, AppCalls, CallsSnapshot
 from exporter.codes import explain
@@ -192,6 +194,22 @@ def test_answers_to_forwarded_pushes_are_shown_apart_from_the_vendors() -> None:
     facts = {th.text: td.text for th, td in zip(*facts_table(page(status)), strict=True)}
     assert facts["Push requests answered"] == "200 7"
     assert facts["Forwarded pushes answered"] == "200 5"
+
+
+@pytest.mark.parametrize(
+    ("selects_by", "shown"),
+    [("end", "their end time"), ("start", "their start time"), ("unknown", "not known yet")],
+)
+def test_the_time_record_query_windows_select_by_shows_once_known(
+    selects_by: str, shown: str
+) -> None:
+    status = inputs(
+        ConfiguredApp("main", "APP"),
+        calls=CallsSnapshot(selects_by=selects_by),
+        calls_enabled=True,
+    )
+    facts = {th.text: td.text for th, td in zip(*facts_table(page(status)), strict=True)}
+    assert facts["recordQuery windows select calls by"].startswith(shown)
 
 
 def test_columns_of_what_is_switched_off_are_left_out() -> None:
