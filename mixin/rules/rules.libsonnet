@@ -286,6 +286,17 @@ local lib = import '../lib/promql.libsonnet';
               / (app_id:aivoice_call_results:increase15m > 0)
             ||| % v,
           },
+          {
+            record: 'app_id:aivoice_call_records_poll_per_call:ratio_increase1h',
+            // recordQuery records received (counts of one record included) per call counted
+            // in the last hour: what the read plan costs, about 1 to 2 where it works
+            expr: |||
+              sum by (%(job)s, app_id) (max without (%(replicas)s) (
+                increase(aivoice_call_records_total{%(selAnd)ssource="poll"}[1h])
+              ))
+              / (app_id:aivoice_call_results:increase1h > 0)
+            ||| % v,
+          },
           // ---- call outcomes, per line (the tenant's caller numbers) ------------------------------
           // A line's documented results start at 0 when its first call is counted, so that call
           // itself is missed by increase(): a small bias for a window of many calls.
