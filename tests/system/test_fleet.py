@@ -57,8 +57,12 @@ AGE_TOLERANCE_SECONDS = 2 * POLL_SECONDS + 2
 # - request latencies, which each process measures of its own requests;
 # - increases of the per-task call counters, whose series are born when the task's first call
 #   is counted: what a counter did before its first sample is invisible to increase(), and each
-#   Prometheus takes that sample at its own moment.
-SERIES_ONLY = re.compile(r"request_duration_seconds|^app_id_job_id:aivoice_task_call_results")
+#   Prometheus takes that sample at its own moment;
+# - the recordQuery records per call counted, which each process pays for its own reads (a
+#   replica started again reads whole windows until the records show how they select).
+SERIES_ONLY = re.compile(
+    r"request_duration_seconds|^app_id_job_id:aivoice_task_call_results|records_poll_per_call"
+)
 # Records of the deployment itself (how many shards, which are up), not of the accounts' data:
 # one process and a fleet differ there by design.
 DEPLOYMENT = re.compile(r"aivoice_exporter_(total_)?shard")
