@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import sys
@@ -58,12 +59,36 @@ def wait_until(
     raise AssertionError(f"{what} not met within {timeout} s; last result: {result!r}")
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` different loopback ports free now, for programs that cannot report the one they
+    bound (Prometheus, Alertmanager), or whose port another program needs before they start.
+
+    They are drawn below the kernel's ephemeral range: a port from that range is also what the
+    suite's outgoing connections are given, and one of those could take it between this check
+    and the program's bind (seen on a loaded machine). Below it, only a concurrent draw of this
+    function could, at random among thousands. Each stays bound until all are drawn, so they
+    differ."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    draw = random.SystemRandom()
+    held: list[socket.socket] = []
+    try:
+        while len(held) < count:
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", draw.randrange(max(1024, low // 2), low)))
+            except OSError:  # Taken: draw again.
+                sock.close()
+                continue
+            held.append(sock)
+        return [int(sock.getsockname()[1]) for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def free_port() -> int:
-    """A loopback port for programs that cannot report the one they bound (Prometheus,
-    Alertmanager), or whose port another program needs before they start."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """One port as `free_ports` draws them."""
+    return free_ports(1)[0]
 
 
 def scrape(url: str, **kwargs: Any) -> requests.Response:

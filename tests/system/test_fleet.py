@@ -17,7 +17,6 @@ import collections
 import math
 import re
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from tests.support.configs import API_KEY, API_SECRET, write_config
 from tests.support.exposition import scraped
 from tests.support.mixin import RULES, load_dashboard, targets
 from tests.support.processes import ExporterProcess, Process, start_exporter_process
-from tests.support.tools import require_tool, wait_until
+from tests.support.tools import free_port, free_ports, require_tool, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -70,12 +69,6 @@ DEPLOYMENT = re.compile(r"aivoice_exporter_(total_)?shard")
 # first call read and then every calls.lines_refresh_seconds, so in a 5-minute window one
 # process has read it and its twin not. Its request rates are each process's own.
 OWN_MOMENTS = (("endpoint", "channelList"),)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def push_path(base_url: str) -> str:
@@ -324,8 +317,7 @@ class Fleet:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     work = tmp_path_factory.mktemp("fleet")
     clock = SteppedClock(step_seconds=4, deadline=DEADLINE)
-    push_ports = [free_port() for _ in range(SHARDS * REPLICAS)]
-    single_push = free_port()
+    *push_ports, single_push = free_ports(SHARDS * REPLICAS + 1)
     peers = [f"http://127.0.0.1:{port}" for port in push_ports]
     options: dict[str, Any] = {
         "clock": clock,

@@ -50,7 +50,7 @@ from tests.support.prometheus import (
     wait_for,
     wait_ready,
 )
-from tests.support.tools import free_port, require_tool
+from tests.support.tools import free_ports, require_tool
 
 pytestmark = pytest.mark.slow
 
@@ -123,7 +123,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("configured")
     members = [(cluster, replica) for cluster in CLUSTERS for replica in REPLICAS]
     # The simulator pushes each call to one of the processes: their ports are picked here.
-    push_ports = [free_port() for _ in members]
+    push_ports = free_ports(len(members))
     processes: list[Process] = []
     try:
         simulator, base_url = start_simulator_process(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from tests.support.configs import API_KEY, API_SECRET, APP_IDS, config_for, writ
 from tests.support.exposition import sample_values
 from tests.support.processes import ExporterProcess
 from tests.support.tls import Certs, tls_server_config, write_web_config
-from tests.support.tools import scrape
+from tests.support.tools import free_ports, scrape
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +32,6 @@ SHARDS = 2
 TOKEN = "peer-tls-push-token-0123456789"
 # One app per account; these two names fall on different shards of two.
 ACCOUNTS = dict(zip(("east", "west"), APP_IDS, strict=True))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pushed(app_id: str) -> bytes:
@@ -61,7 +54,7 @@ def start_shards(
 ) -> tuple[list[ExporterProcess], list[str]]:
     """Both shards, TLS on every listener; (the processes, their push listeners' base URLs)."""
     web = write_web_config(tmp_path, tls_server_config(certs))
-    ports = [free_port() for _ in range(SHARDS)]
+    ports = free_ports(SHARDS)
     peers = [f"https://127.0.0.1:{port}" for port in ports]
     accounts = [
         {"name": name, "api_key": API_KEY, "api_secret": API_SECRET, "app_ids": [app_id]}
