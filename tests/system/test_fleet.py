@@ -34,6 +34,7 @@ from tests.support.configs import API_KEY, API_SECRET, write_config
 from tests.support.exposition import scraped
 from tests.support.mixin import RULES, load_dashboard, targets
 from tests.support.processes import ExporterProcess, Process, start_exporter_process
+from tests.support.prometheus import PrometheusAPI
 from tests.support.tools import free_port, free_ports, require_tool, wait_until
 
 pytestmark = pytest.mark.slow
@@ -180,17 +181,11 @@ def only(counted: dict[str, Any], apps: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
-@dataclass
-class Prometheus:
-    url: str
-    process: Process
+@dataclass(frozen=True)
+class Prometheus(PrometheusAPI):
+    """One of the test's two Prometheus servers: its API, and its process to stop."""
 
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        response = requests.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
-        body = response.json()
-        assert response.status_code == 200 and body["status"] == "success", (promql, body)
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
+    process: Process
 
 
 def start_prometheus(work: Path, name: str, targets: list[str]) -> Prometheus:
