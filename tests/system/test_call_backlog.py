@@ -4,7 +4,9 @@ of its account keep their pace.
 The real daemon polls the simulator over loopback every second. One app's recordQuery then
 shows 20,000 calls at once, as after a long outage; the test records every task poll of both
 apps (their durations, from the exporter's own poll history) until all 20,000 are counted, and
-compares them with the same run's polls before.
+compares them with the same run's polls before. Each taskList answer takes TASK_LATENCY, as
+over a real network: a poll then takes a tenth of a second, far above what a busy machine's
+scheduling adds, while a task request queued behind the backlog's pages would wait seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import pytest
 from exporter.config.load import parse_config
 from exporter.daemon import Daemon
 from exporter.simulator import Simulator
+from exporter.simulator.api import TASK_LIST
+from exporter.simulator.faults import Faults
 from exporter.simulator.reporting import ScriptedCall
 from exporter.tasks.history import PollOutcome
 from tests.support.clock import FakeClock
@@ -30,6 +34,7 @@ BACKLOG = 20_000
 BACKLOG_SECONDS = 200  # The backlog's calls end over this long: 100 a second, a page.
 INTERVAL = 1.0
 RATE = 40.0  # Requests a second for the account: the backlog alone is 200 pages, 5 s of them.
+TASK_LATENCY = 0.1  # Seconds each taskList answer takes.
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +70,7 @@ class Polls:
 def running() -> Iterator[tuple[Simulator, FakeClock, Daemon, Polls]]:
     clock = FakeClock(float(int(time.time())))
     simulator = Simulator(API_KEY, API_SECRET, APP_IDS, clock=clock, select_by="end").start()
+    simulator.set_faults(Faults(latency_seconds=TASK_LATENCY, endpoints=(TASK_LIST,)))
     for app_id in APP_IDS:
         simulator.shown.script(app_id, [])
     document = config_for(
