@@ -32,6 +32,7 @@ from tests.support.series import (
     PER_TARGET_PANELS,
     Series,
     app_series,
+    assert_promtool_passes,
     dashboard_query,
     equal_answer_cases,
     exporter_series,
@@ -141,20 +142,7 @@ def run_promtool(tmp_path: Path, cases: list[dict[str, Any]]) -> None:
         path.write_text(yaml.safe_dump(rules), encoding="utf-8")
         rule_files.append(str(path))
     test_file = tmp_path / "configured_test.yml"
-    document = {
-        "rule_files": rule_files,
-        "evaluation_interval": "1m",
-        "tests": [{"interval": "1m", "input_series": input_series(), "promql_expr_test": cases}],
-    }
-    test_file.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-    result = subprocess.run(
-        [require_tool("promtool"), "test", "rules", str(test_file)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-20000:]
+    assert_promtool_passes(test_file, rule_files, input_series(), cases, timeout=600)
 
 
 def groupings(expr: str) -> list[str]:

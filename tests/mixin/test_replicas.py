@@ -11,25 +11,23 @@ own replica cases are in prometheus/tests/replicas_test.yml and shard_alerts_tes
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.support.mixin import RULES, load_dashboard, recorded_names, targets
 from tests.support.series import (
     MINUTES,
     PER_TARGET_PANELS,
     Series,
+    assert_promtool_passes,
     dashboard_query,
     equal_answer_cases,
     exporter_series,
     series_selector,
     series_values,
 )
-from tests.support.tools import require_tool
 
 SOLO = {"instance": "solo:10188"}
 REPLICAS = (
@@ -61,20 +59,7 @@ def same_both_ways(one: str, two: str) -> list[dict[str, Any]]:
 
 def run_promtool(tmp_path: Path, cases: list[dict[str, Any]]) -> None:
     test_file = tmp_path / "replicas_test.yml"
-    document = {
-        "rule_files": [str(RULES)],
-        "evaluation_interval": "1m",
-        "tests": [{"interval": "1m", "input_series": input_series(), "promql_expr_test": cases}],
-    }
-    test_file.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-    result = subprocess.run(
-        [require_tool("promtool"), "test", "rules", str(test_file)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_promtool_passes(test_file, [str(RULES)], input_series(), cases, timeout=300)
 
 
 def test_the_data_set_has_a_restarted_replica_whose_counters_start_again_from_zero() -> None:

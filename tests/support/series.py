@@ -7,8 +7,14 @@ restarted half-way has a gap and counters that start again from 0.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+from tests.support.tools import require_tool
 
 # Panels that show one series per process, on purpose: the scrape targets themselves.
 PER_TARGET_PANELS = frozenset({"Exporter scrape"})
@@ -245,3 +251,27 @@ def equal_answer_cases(left: str, right: str, ignoring: str) -> list[dict[str, A
             },
         ]
     return cases
+
+
+def assert_promtool_passes(
+    test_file: Path,
+    rule_files: list[str],
+    input_series: list[dict[str, str]],
+    cases: list[dict[str, Any]],
+    timeout: float,
+) -> None:
+    """Write one promtool unit test of `cases` on `input_series` and run it: it must pass."""
+    document = {
+        "rule_files": rule_files,
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": input_series, "promql_expr_test": cases}],
+    }
+    test_file.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    result = subprocess.run(
+        [require_tool("promtool"), "test", "rules", str(test_file)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-20000:]
